@@ -1,0 +1,41 @@
+# Transformer² kit. Two commands for a fresh machine: `make reproduce` and `make test`.
+# Both build (or refresh) the virtual environment in .venv from requirements/ first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PRESET ?= tiny
+OUT    ?= build/notebooks
+STAMP  := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: venv reproduce test lab notebooks clean-venv help
+
+help:
+	@echo "make reproduce   run every notebook in order on PRESET=$(PRESET), writing figures/"
+	@echo "make test        unit, integration and notebook tests"
+	@echo "make lab         open JupyterLab on notebooks/"
+	@echo "make venv        (re)build .venv from requirements/ (done by the targets above)"
+
+$(STAMP): requirements/cpu.txt requirements/offline.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements/cpu.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements/offline.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+venv: $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/python -m t2lib.notebooks --preset $(PRESET) --out $(OUT)
+
+notebooks: reproduce
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,66 @@
+"""Run the kit's notebooks headlessly with papermill, in order.
+
+    python -m t2lib.notebooks --preset tiny            # all notebooks (what `make reproduce` runs)
+    python -m t2lib.notebooks --preset smoke --only 01 # one notebook
+
+Executed copies go to the output folder (default build/notebooks); the stored notebooks stay
+without outputs. Figures and results are written by the notebooks themselves (see `figures_dir`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from t2lib.paths import REPO_ROOT
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+
+def list_notebooks(folder: Path = NOTEBOOKS_DIR, *, only: Sequence[str] = ()) -> list[Path]:
+    """Returns the numbered notebooks in run order, filtered by number prefixes in `only`."""
+    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [p for p in found if any(p.name.startswith(o) for o in only)]
+    return found
+
+
+def run_notebook(path: Path, out_dir: Path, *, parameters: dict, progress: bool = True) -> Path:
+    """Executes one notebook with papermill; returns the executed copy's path.
+
+    The kernel is the Python running this function: its folder is put first on PATH, so the
+    `python3` kernel papermill starts is this virtual environment's.
+    """
+    import papermill
+
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / path.name
+    papermill.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
+                               cwd=str(path.parent), progress_bar=progress, log_output=False)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny", help="smoke | tiny | paper (default: tiny)")
+    parser.add_argument("--out", default=str(REPO_ROOT / "build" / "notebooks"), help="executed copies")
+    parser.add_argument("--only", nargs="*", default=(), help="notebook number prefixes, e.g. 01 02")
+    args = parser.parse_args(argv)
+    notebooks = list_notebooks(only=args.only)
+    if not notebooks:
+        print(f"no notebooks match {args.only} in {NOTEBOOKS_DIR}", file=sys.stderr)
+        return 2
+    for nb in notebooks:
+        start = time.time()
+        print(f"== {nb.name} (PRESET={args.preset})", flush=True)
+        run_notebook(nb, Path(args.out) / args.preset, parameters={"PRESET": args.preset})
+        print(f"   done in {time.time() - start:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

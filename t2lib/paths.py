@@ -1,0 +1,29 @@
+"""Where the kit keeps things: the repository's folders and the user's cache."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIGURES_DIR = REPO_ROOT / "figures"
+EXPERTS_DIR = REPO_ROOT / "experts"
+
+
+def cache_dir() -> Path:
+    """Returns the kit's cache folder: $T2_CACHE_DIR, else ~/.cache/transformer2-kit.
+
+    It holds converted models and SVD caches; deleting it only costs recomputation.
+    """
+    root = os.environ.get("T2_CACHE_DIR") or Path.home() / ".cache" / "transformer2-kit"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def figures_dir(preset: str) -> Path:
+    """Returns where a preset's figures and results go: figures/ for the default preset ("tiny"),
+    figures/<preset>/ for the others; $T2_FIGURES_DIR overrides both (tests use it)."""
+    override = os.environ.get("T2_FIGURES_DIR")
+    path = Path(override) if override else FIGURES_DIR if preset == "tiny" else FIGURES_DIR / preset
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,44 @@
+"""Presets: one typed configuration per scale (smoke, tiny, paper). See the README's preset table."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from t2lib.models import DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings shared by every notebook for one scale.
+
+    Args:
+        name: "smoke" | "tiny" | "paper".
+        model: base model hub id or local folder.
+        targets: target set for SVF (paper default: MLP gate/up/down).
+        dtype: model dtype; "auto" is fp32 on the CPU, bf16 on a GPU.
+        svd_storage_dtype: dtype of the cached U and Vᵀ ("bfloat16" halves the cache at 8B scale).
+        inspect_prompts: prompts used to show what scaling singular values does (notebook 01).
+        inspect_max_new_tokens: answer length in that demonstration.
+    """
+
+    name: str
+    model: str = DEFAULT_MODEL
+    targets: str = "mlp"
+    dtype: str = "auto"
+    svd_storage_dtype: str = "float32"
+    inspect_prompts: int = 6
+    inspect_max_new_tokens: int = 48
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset("smoke", inspect_prompts=2, inspect_max_new_tokens=8),
+    "tiny": Preset("tiny"),
+    "paper": Preset("paper", model="meta-llama/Meta-Llama-3-8B-Instruct", svd_storage_dtype="bfloat16",
+                    inspect_prompts=6, inspect_max_new_tokens=128),
+}
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    """Returns the preset `name`, with any field overridden by keyword."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)

