@@ -8,7 +8,7 @@ take ~10 s per call for no practical gain. It reads each tensor once, on its own
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import torch
 
@@ -28,18 +28,15 @@ def tensor_digest(t: torch.Tensor) -> bytes:
     return h.digest()
 
 
-def fingerprint(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
-    """Returns a hex fingerprint of named tensors (order-independent: names are sorted)."""
+def combine(digests: Mapping[str, bytes]) -> str:
+    """Returns the hex fingerprint of per-tensor digests (order-independent: names are sorted)."""
     h = hashlib.blake2b(digest_size=12)
-    for name, t in sorted(named_tensors, key=lambda kv: kv[0]):
+    for name in sorted(digests):
         h.update(name.encode())
-        h.update(tensor_digest(t))
+        h.update(digests[name])
     return h.hexdigest()
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """Returns the fingerprint of all of a model's parameters (its identity as a base model).
-
-    Call it on the base weights: with an expert applied, the fingerprint changes.
-    """
-    return fingerprint(model.named_parameters())
+def fingerprint(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """Returns a hex fingerprint of named tensors (order-independent: names are sorted)."""
+    return combine({name: tensor_digest(t) for name, t in named_tensors})

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from t2lib.atomic import atomic_path
-from t2lib.fingerprint import fingerprint
+from t2lib.fingerprint import combine, tensor_digest
 from t2lib.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -96,14 +96,16 @@ class Decomposition(Mapping[str, SVDFactors]):
 
     Args:
         factors: parameter name -> SVDFactors, in target order.
-        base_fingerprint: fingerprint of the target matrices the factors came from.
+        digests: parameter name -> `tensor_digest` of the base matrix the factors came from.
         targets: the target module suffixes.
     """
 
-    def __init__(self, factors: dict[str, SVDFactors], *, base_fingerprint: str, targets: Sequence[str]):
+    def __init__(self, factors: dict[str, SVDFactors], *, digests: Mapping[str, bytes], targets: Sequence[str]):
         self.factors = factors
-        self.base_fingerprint = base_fingerprint
+        self.digests = dict(digests)
         self.targets = tuple(targets)
+        # The identity of the base weights an expert on these targets must be applied to.
+        self.base_fingerprint = combine(self.digests)
 
     def __getitem__(self, name: str) -> SVDFactors:
         return self.factors[name]
@@ -113,6 +115,15 @@ class Decomposition(Mapping[str, SVDFactors]):
 
     def __len__(self) -> int:
         return len(self.factors)
+
+    def subset(self, targets: str | Sequence[str]) -> "Decomposition":
+        """Returns the decomposition restricted to a target set (e.g. "mlp" out of "mlp+attn")."""
+        suffixes = target_modules(targets)
+        keep = {n: f for n, f in self.factors.items() if parse_target(n)[1] in suffixes}
+        if not keep:
+            raise ValueError(f"this decomposition ({', '.join(self.targets)}) has none of {list(suffixes)}")
+        digests = {n: self.digests[n] for n in keep}
+        return Decomposition(keep, digests=digests, targets=suffixes)
 
     def shapes(self) -> dict[str, int]:
         """Returns the number of singular values (the length of z) of each target."""
@@ -144,7 +155,8 @@ def decompose(model: torch.nn.Module, targets: str | Sequence[str] = "mlp", *,
     suffixes = target_modules(targets)
     names = find_target_names(model, suffixes)
     params = dict(model.named_parameters())
-    base_fp = fingerprint((n, params[n]) for n in names)
+    digests = {n: tensor_digest(params[n]) for n in names}
+    base_fp = combine(digests)
     device = torch.device(device) if device is not None else params[names[0]].device
     path = None
     if cache is not False:
@@ -152,7 +164,7 @@ def decompose(model: torch.nn.Module, targets: str | Sequence[str] = "mlp", *,
         path = folder / f"{cache_key(base_fp, suffixes, storage_dtype)}.safetensors"
         if path.exists():
             log.info("loading SVD cache %s", path)
-            return _load(path, names, device=device, base_fingerprint=base_fp, targets=suffixes)
+            return _load(path, names, device=device, digests=digests, targets=suffixes)
     svd_device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     factors: dict[str, SVDFactors] = {}
     for name in tqdm(names, desc="SVD of target matrices", disable=not progress):
@@ -163,7 +175,7 @@ def decompose(model: torch.nn.Module, targets: str | Sequence[str] = "mlp", *,
         factors[name] = SVDFactors(U.to(device, keep), S.to(device, svd_dtype), Vh.to(device, keep))
     if path is not None:
         _save(path, factors, base_fingerprint=base_fp, targets=suffixes)
-    return Decomposition(factors, base_fingerprint=base_fp, targets=suffixes)
+    return Decomposition(factors, digests=digests, targets=suffixes)
 
 
 def _save(path: Path, factors: dict[str, SVDFactors], *, base_fingerprint: str, targets: Sequence[str]) -> None:
@@ -178,17 +190,17 @@ def _save(path: Path, factors: dict[str, SVDFactors], *, base_fingerprint: str, 
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def _load(path: Path, names: list[str], *, device: torch.device, base_fingerprint: str,
+def _load(path: Path, names: list[str], *, device: torch.device, digests: dict[str, bytes],
           targets: Sequence[str]) -> Decomposition:
     factors: dict[str, SVDFactors] = {}
     with safe_open(str(path), framework="pt", device=str(device)) as f:
         meta = f.metadata()
-        if meta.get("base_fingerprint") != base_fingerprint or json.loads(meta["names"]) != names:
+        if meta.get("base_fingerprint") != combine(digests) or json.loads(meta["names"]) != names:
             raise ValueError(f"SVD cache {path} does not match this model; delete it and rerun")
         for name in names:
             factors[name] = SVDFactors(f.get_tensor(f"{name}.U"), f.get_tensor(f"{name}.S"),
                                        f.get_tensor(f"{name}.Vh"))
-    return Decomposition(factors, base_fingerprint=base_fingerprint, targets=targets)
+    return Decomposition(factors, digests=digests, targets=targets)
 
 
 def spectrum_table(decomp: Decomposition, *, energy_fractions: Sequence[float] = (0.01, 0.1, 0.5)) -> list[dict]:

@@ -60,7 +60,8 @@ def test_spectrum_table_on_known_singular_values():
     V, _ = torch.linalg.qr(torch.randn(8, 4))
     sigma = torch.tensor([4.0, 2.0, 1.0, 1.0])
     f = svd_mod.SVDFactors(U, sigma, V.T)
-    decomp = Decomposition({"model.layers.3.mlp.down_proj.weight": f}, base_fingerprint="x", targets=["mlp.down_proj"])
+    decomp = Decomposition({"model.layers.3.mlp.down_proj.weight": f}, digests={"model.layers.3.mlp.down_proj.weight": b"x"},
+                           targets=["mlp.down_proj"])
     (row,) = spectrum_table(decomp, energy_fractions=(0.25, 0.5))
     assert row["layer"] == 3 and row["module"] == "mlp.down_proj" and row["rank"] == 4
     assert row["condition"] == pytest.approx(4.0)
@@ -69,3 +70,14 @@ def test_spectrum_table_on_known_singular_values():
     assert row["rank_for_90"] == pytest.approx(0.5)
     p = sigma / sigma.sum()
     assert row["effective_rank"] == pytest.approx(float(torch.exp(-(p * p.log()).sum())))
+
+
+def test_subset_matches_a_direct_decomposition(tiny_llama, tmp_path):
+    both = decompose(tiny_llama, "mlp+attn", cache=tmp_path, progress=False)
+    mlp = decompose(tiny_llama, "mlp", cache=tmp_path, progress=False)
+    sub = both.subset("mlp")
+    assert list(sub) == list(mlp) and sub.base_fingerprint == mlp.base_fingerprint
+    for name in mlp:
+        torch.testing.assert_close(sub[name].S, mlp[name].S)
+    with pytest.raises(ValueError, match="has none of"):
+        mlp.subset("attn")

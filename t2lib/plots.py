@@ -1,0 +1,80 @@
+"""Figures the notebooks save: spectra, energy, and the effect of scaling singular components."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from t2lib.atomic import atomic_path
+from t2lib.svd import Decomposition, parse_target
+
+
+def save_figure(fig: plt.Figure, path: str | Path, *, dpi: int = 130) -> Path:
+    """Saves `fig` as PNG atomically; returns the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    return path
+
+
+def _modules(decomp: Decomposition) -> list[str]:
+    seen: list[str] = []
+    for name in decomp:
+        module = parse_target(name)[1]
+        if module not in seen:
+            seen.append(module)
+    return seen
+
+
+def plot_spectra(decomp: Decomposition) -> plt.Figure:
+    """Returns one panel per module type: σ_i/σ_1 against i/r, one line per layer (colour = depth)."""
+    modules = _modules(decomp)
+    num_layers = max(parse_target(n)[0] for n in decomp) + 1
+    fig, axes = plt.subplots(1, len(modules), figsize=(3.2 * len(modules), 3.0), sharey=True, squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, module in zip(axes[0], modules):
+        for name, f in decomp.items():
+            layer, mod = parse_target(name)
+            if mod != module:
+                continue
+            s = f.S.detach().float().cpu().numpy()
+            ax.plot(np.linspace(0, 1, s.size), s / s[0], color=cmap(layer / max(1, num_layers - 1)), lw=0.8)
+        ax.set_yscale("log")
+        ax.set_title(module, fontsize=9)
+        ax.set_xlabel("i / r")
+    axes[0][0].set_ylabel("σ_i / σ_1")
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, num_layers - 1))
+    fig.colorbar(sm, ax=axes[0].tolist(), label="layer", fraction=0.02)
+    return fig
+
+
+def plot_layer_stat(rows: Sequence[dict], column: str, *, ylabel: str | None = None) -> plt.Figure:
+    """Returns a line per module type of `column` (from `spectrum_table`) against layer."""
+    by_module: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in rows:
+        by_module[r["module"]].append((r["layer"], r[column]))
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for module, pts in by_module.items():
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=module)
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel or column)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_variant_bars(values: dict[str, float], *, ylabel: str, title: str = "") -> plt.Figure:
+    """Returns a horizontal bar chart of one number per variant (e.g. mean log-likelihood)."""
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(values) + 1))
+    names = list(values)
+    ax.barh(names, [values[n] for n in names], color="tab:blue")
+    ax.invert_yaxis()
+    ax.set_xlabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
