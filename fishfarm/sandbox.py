@@ -206,6 +206,22 @@ def _launch_config(config: SandboxConfig, *, python: str, scratch: str, mode: st
 
 
 _warned: set[str] = set()
+_KILL_GRACE_S = 2.0
+
+
+def _drain_until_closed(fds: list[int], deadline: float) -> None:
+    """Waits (bounded) until every holder of the output pipes has exited, discarding output.
+
+    After a kill the kernel tears the pid namespace down asynchronously; the pipes reach EOF
+    once its last process is gone, so the caller returns only when nothing is left running.
+    """
+    with selectors.DefaultSelector() as sel:
+        for fd in fds:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map() and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                if not os.read(key.fd, 65536):
+                    sel.unregister(key.fd)
 
 
 class Sandbox:
@@ -218,6 +234,9 @@ class Sandbox:
     def __init__(self, config: SandboxConfig = SandboxConfig()):
         self.config = config
         self.python = _interpreter(config)
+        if not (os.path.isfile(self.python) and os.access(self.python, os.X_OK)):
+            raise ValueError(f"SandboxConfig.python={self.python!r} is not an executable file; "
+                             "point it to a Python 3 interpreter")
         self.layers = detect_layers(self.python)
         layers = self.layers
         self._namespaces = config.namespaces and layers.namespaces
@@ -229,7 +248,8 @@ class Sandbox:
         if config.drop_privileges and layers.root and not self._drop:
             missing.append("the privilege drop")
         if missing:
-            message = (f"fishfarm sandbox: {' and '.join(missing)} unavailable here, so generated "
+            message = (f"fishfarm sandbox: {' and '.join(missing)} "
+                       f"{'are' if len(missing) > 1 else 'is'} unavailable here, so generated "
                        f"code runs with fewer protections ({'; '.join(layers.notes)}). "
                        "See fishfarm/SANDBOX.md for what remains protected.")
             if config.require_isolation:
@@ -245,7 +265,8 @@ class Sandbox:
         try:
             os.mkdir(os.path.join(scratch, "root"))  # mount point of the namespace root
             os.mkdir(os.path.join(scratch, "work"), 0o700)
-            Path(scratch, "program.py").write_text(program, encoding="utf-8")
+            # Lone surrogates in model output must not crash the caller.
+            Path(scratch, "program.py").write_bytes(program.encode("utf-8", "replace"))
             cfg = _launch_config(self.config, python=self.python, scratch=scratch, mode="run",
                                  namespaces=self._namespaces,
                                  uid=_UID_BASE + secrets.randbelow(_UID_SPAN),
@@ -299,6 +320,8 @@ class Sandbox:
         except ProcessLookupError:
             pass
         returncode = proc.wait()
+        if killed_for is not None:
+            _drain_until_closed(list(chunks), time.monotonic() + _KILL_GRACE_S)
         out, err = bytes(chunks[out_fd]), bytes(chunks[err_fd])
         proc.stdout.close()
         proc.stderr.close()
@@ -330,7 +353,8 @@ class Sandbox:
             if sig == signal.SIGXCPU:
                 return "cpu", f"cpu time limit: killed by SIGXCPU after {config.cpu_time_s} s"
             if sig == signal.SIGXFSZ:
-                return "file_size", f"file size limit: killed by SIGXFSZ ({config.max_file_bytes} B)"
+                return "file_size", (f"file size limit: killed by SIGXFSZ "
+                                     f"({config.max_file_bytes} B)")
             if sig == signal.SIGKILL:
                 return "signal", ("killed by SIGKILL (CPU hard limit, out of memory, or the "
                                   "program killed itself)")

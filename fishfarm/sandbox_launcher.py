@@ -158,7 +158,9 @@ def _exec_program(cfg: dict, workdir: str, program_path: str) -> None:
     _prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries in /usr cannot raise privileges
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it, so set it after
     env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"}
-    policy = {"audit_hook": cfg["audit_hook"], "workdir": workdir}
+    # run_id only labels the process (lets tests find leftovers by their command line).
+    policy = {"audit_hook": cfg["audit_hook"], "workdir": workdir,
+              "run_id": os.path.basename(cfg["scratch"])}
     argv = [cfg["python"], "-I", "-S", "-B", "-c", cfg["runner_source"],
             program_path, json.dumps(policy)]
     os.execve(cfg["python"], argv, env)
@@ -187,6 +189,7 @@ def _init(cfg: dict, parent_alive_fd: int) -> None:
     else:
         workdir, program_path = cfg["workdir"], cfg["program"]
         if cfg["drop_privileges"] and os.geteuid() == 0:  # the program must own its workdir
+            os.chmod(cfg["scratch"], 0o711)  # ... and reach it, without listing its parent
             for path in (workdir, program_path):
                 os.chown(path, cfg["uid"], cfg["uid"])
     if cfg["mode"] == "probe":

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
 from tqdm.auto import tqdm
 
 from t2lib.experts import Expert
@@ -28,10 +27,13 @@ class BandScaling:
         return f"{self.where} {self.fraction:.0%} × {self.factor:g}"
 
 
-# Removing vs keeping vs amplifying the largest and the smallest components.
+# Pairs of equal-sized bands at the top and at the bottom of the spectrum, removed, halved or
+# amplified. On SmolLM2-135M (MLP targets) the top bands move the model far more: removing the top
+# 1% collapses it, removing the bottom 1% barely changes the reference likelihood.
 DEFAULT_BANDS = (
-    BandScaling("top", 0.01, 0.0), BandScaling("top", 0.10, 0.5), BandScaling("top", 0.10, 1.5),
-    BandScaling("bottom", 0.50, 0.0), BandScaling("bottom", 0.90, 0.0), BandScaling("bottom", 0.50, 2.0),
+    BandScaling("top", 0.01, 0.0), BandScaling("bottom", 0.01, 0.0),
+    BandScaling("top", 0.10, 0.5), BandScaling("bottom", 0.10, 0.5),
+    BandScaling("top", 0.10, 1.1), BandScaling("bottom", 0.10, 1.5),
 )
 
 
@@ -78,20 +80,20 @@ def scaling_study(svf: SVFModel, backend, *, probes: Sequence[Probe] = DEFAULT_P
     same_as_base (share of answers identical to the base model's), ref_loglik (mean per-token
     log-likelihood of the reference answers).
     """
-    from fishfarm import GenerationRequest, Message
+    from fishfarm.types import GenerationRequest, LogprobRequest, Prompt, SamplingParams
 
-    requests = [GenerationRequest(messages=[Message("user", p.question)], max_new_tokens=max_new_tokens)
-                for p in probes]
+    sampling = SamplingParams(max_new_tokens=max_new_tokens)  # greedy
+    requests = [GenerationRequest(Prompt.chat(p.question), sampling) for p in probes]
+    references = [LogprobRequest(Prompt.chat(p.question), p.reference) for p in probes]
     rows: list[dict] = []
     variants = [("base", None)] + [(b.label, band_expert(svf, b)) for b in bands]
     for label, expert in tqdm(variants, desc="variants", disable=not progress):
         with svf.using(expert):
             answers = [r.text for r in backend.generate(requests, progress=False)]
-            scores = backend.logprobs([(req.messages, p.reference) for req, p in zip(requests, probes)])
-        loglik = [s.sum / max(1, s.num_tokens) for s in scores]
+            loglik = backend.logprobs(references).mean()
         correct = [any(k.lower() in a.lower() for k in p.keywords) for a, p in zip(answers, probes)]
         rows.append({"variant": label, "answers": answers, "correct": sum(correct) / len(probes),
-                     "ref_loglik": float(torch.tensor(loglik).mean())})
+                     "ref_loglik": float(loglik.mean())})
     base_answers = rows[0]["answers"]
     for row in rows:
         row["same_as_base"] = sum(a == b for a, b in zip(row["answers"], base_answers)) / len(probes)

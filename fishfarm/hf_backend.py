@@ -1,0 +1,246 @@
+"""The reference backend: batched generation and log-probabilities with HF transformers.
+
+`HFBackend` keeps a reference to the live model and never copies its weights, so an expert
+applied to the model in place (t2lib) changes the next answers with no reload.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig, PreTrainedModel, StoppingCriteria, StoppingCriteriaList
+
+from fishfarm.types import (FinishReason, GenerationRequest, GenerationResult, LogprobRequest,
+                            Logprobs, Prompt, SamplingParams)
+
+
+class _FinishTracker(StoppingCriteria):
+    """Records when each row ends (EOS or a stop string), so padding is never taken for output.
+
+    Padding and a genuinely generated pad token look the same in the output tensor; the step at
+    which a row finished is the only reliable way to know where its answer ends.
+    """
+
+    def __init__(self, tokenizer, *, stop: tuple[str, ...], eos_ids: set[int], batch: int,
+                 prompt_len: int):
+        self.tokenizer, self.stop, self.eos_ids = tokenizer, stop, eos_ids
+        self.prompt_len = prompt_len
+        # A stop string of n characters spans at most n tokens, plus a few that decode to "".
+        self.window = max((len(s) for s in stop), default=0) + 4
+        self.end: list[int | None] = [None] * batch
+        self.reason: list[FinishReason] = ["length"] * batch
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        new = input_ids[:, self.prompt_len:]
+        step = new.shape[1]
+        for row in range(new.shape[0]):
+            if self.end[row] is not None:
+                continue
+            if int(new[row, -1]) in self.eos_ids:
+                self.end[row], self.reason[row] = step, "eos"
+            elif self.stop:
+                tail = self.tokenizer.decode(new[row, -self.window:], skip_special_tokens=False)
+                if any(s in tail for s in self.stop):
+                    self.end[row], self.reason[row] = step, "stop"
+        done = [e is not None for e in self.end]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[:min(cuts)], True) if cuts else (text, False)
+
+
+class HFBackend:
+    """Generates and scores with a live HF causal LM (the `fishfarm.backend.Backend` protocol).
+
+    Args:
+        model: a causal LM; kept by reference (its current weights are always used).
+        tokenizer: its tokenizer; its chat template renders chat prompts unless a prompt brings
+            its own.
+        batch_size: prompts per generation batch.
+        logprob_batch_size: sequences per forward pass in `logprobs` without gradients
+            (default: `batch_size`).
+        progress: show a tqdm progress bar during generation by default.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer, *, batch_size: int = 16,
+                 logprob_batch_size: int | None = None, progress: bool = True):
+        if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has neither a pad nor an EOS token; set "
+                             "tokenizer.pad_token before building HFBackend")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.logprob_batch_size = logprob_batch_size or batch_size
+        self.progress = progress
+
+    @property
+    def device(self) -> torch.device:
+        """Returns the device of the model's first parameter (where inputs are sent)."""
+        return next(self.model.parameters()).device
+
+    @property
+    def pad_id(self) -> int:
+        """Returns the id used for padding (the EOS id when the tokenizer has no pad token)."""
+        tok = self.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    @property
+    def eos_ids(self) -> set[int]:
+        """Returns every token id that ends an answer (tokenizer's and model's EOS)."""
+        ids = {self.tokenizer.eos_token_id}
+        model_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update(model_eos if isinstance(model_eos, (list, tuple)) else [model_eos])
+        return {i for i in ids if i is not None}
+
+    def render(self, prompt: Prompt) -> str:
+        """Returns the prompt as the text the model reads (chat template applied)."""
+        if prompt.text is not None:
+            return prompt.text
+        template = prompt.chat_template or self.tokenizer.chat_template
+        if template is None:
+            raise ValueError("the tokenizer has no chat template; pass Prompt(..., "
+                             "chat_template=...) or use Prompt.raw(text)")
+        turns = [{"role": m.role, "content": m.content} for m in prompt.messages]
+        prefill = prompt.continues_response
+        return self.tokenizer.apply_chat_template(
+            turns, chat_template=template, tokenize=False, add_generation_prompt=not prefill,
+            continue_final_message=prefill)
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        """Returns the prompt's token ids (raw text gets the tokenizer's special tokens, chat
+        text does not: the template already wrote them)."""
+        ids = self.tokenizer(self.render(prompt), add_special_tokens=prompt.text is not None,
+                             return_attention_mask=False)["input_ids"]
+        if not ids:
+            raise ValueError("the prompt is empty after tokenization; log-probs and generation "
+                             "need at least one token of context")
+        return ids
+
+    def generate(self, requests: Sequence[GenerationRequest], *,
+                 progress: bool | None = None) -> list[GenerationResult]:
+        """Returns one answer per request, in order, decoded from left-padded batches."""
+        groups: dict[SamplingParams, list[int]] = defaultdict(list)
+        for i, req in enumerate(requests):
+            groups[req.sampling].append(i)
+        encoded = [self.encode(req.prompt) for req in requests]
+        results: list[GenerationResult | None] = [None] * len(requests)
+        show = self.progress if progress is None else progress
+        with tqdm(total=len(requests), desc="generate", unit="answer", disable=not show) as bar:
+            for sampling, idx in groups.items():
+                idx.sort(key=lambda i: -len(encoded[i]))  # longest first: OOM shows up at once
+                for b, start in enumerate(range(0, len(idx), self.batch_size)):
+                    batch = idx[start:start + self.batch_size]
+                    outs = self._generate_batch([encoded[i] for i in batch], sampling,
+                                                batch_index=b)
+                    for i, out in zip(batch, outs):
+                        results[i] = out
+                    bar.update(len(batch))
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams, *,
+                        batch_index: int) -> list[GenerationResult]:
+        width = max(map(len, prompts))
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):  # left padding: every answer starts at column width
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            mask[row, width - len(ids):] = 1
+        sample = sampling.temperature > 0
+        # Every field is set, so nothing leaks in from the model's own generation_config
+        # (top_k 0 = off when sampling; 50 is the value greedy validation expects).
+        config = GenerationConfig(
+            max_new_tokens=sampling.max_new_tokens, do_sample=sample, num_beams=1,
+            temperature=sampling.temperature if sample else 1.0,
+            top_p=sampling.top_p if sample else 1.0, top_k=0 if sample else 50, typical_p=1.0,
+            repetition_penalty=1.0, no_repeat_ngram_size=0, num_return_sequences=1,
+            eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id)
+        tracker = _FinishTracker(self.tokenizer, stop=sampling.stop, eos_ids=self.eos_ids,
+                                 batch=len(prompts), prompt_len=width)
+        seeded = sample and sampling.seed is not None
+        # A seeded call leaves the global RNG as it found it.
+        rng = (torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+               if seeded else contextlib.nullcontext())
+        with torch.no_grad(), rng:
+            if seeded:
+                torch.manual_seed(sampling.seed + batch_index)
+            out = self.model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                generation_config=config, stopping_criteria=StoppingCriteriaList([tracker]))
+        new = out[:, width:].cpu()
+        results = []
+        for row in range(len(prompts)):
+            end = tracker.end[row] if tracker.end[row] is not None else new.shape[1]
+            ids = new[row, :end].tolist()
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            text, cut = _cut_at_stop(text, sampling.stop)
+            reason = "stop" if cut else tracker.reason[row]
+            results.append(GenerationResult(text=text, token_ids=tuple(ids),
+                                            finish_reason=reason, prompt_tokens=len(prompts[row])))
+        return results
+
+    def logprobs(self, requests: Sequence[LogprobRequest], *, grad: bool = False) -> Logprobs:
+        """Returns the log-probability of each continuation given its prompt.
+
+        Only continuation positions go through the LM head: the model body runs on the whole
+        right-padded sequence, then the hidden states just before each continuation token are
+        gathered and projected, which saves a (batch x length x vocab) logits tensor.
+
+        Args:
+            requests: prompt + continuation pairs.
+            grad: keep the autograd graph (for REINFORCE); all requests then form one forward
+                pass, so pass one micro-batch per call. Without it, requests are chunked by
+                `logprob_batch_size` under ``torch.no_grad()``.
+        """
+        if grad:
+            return self._logprobs_batch(requests)
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(requests), self.logprob_batch_size):
+                parts.append(self._logprobs_batch(requests[start:start + self.logprob_batch_size]))
+        if not parts:
+            return Logprobs(torch.zeros(0), torch.zeros(0, dtype=torch.long), ())
+        return Logprobs(sums=torch.cat([p.sums for p in parts]),
+                        counts=torch.cat([p.counts for p in parts]),
+                        per_token=tuple(t for p in parts for t in p.per_token))
+
+    def _continuation_ids(self, req: LogprobRequest) -> list[int]:
+        if req.continuation_ids is not None:
+            return list(req.continuation_ids)
+        return self.tokenizer(req.continuation, add_special_tokens=False,
+                              return_attention_mask=False)["input_ids"]
+
+    def _logprobs_batch(self, requests: Sequence[LogprobRequest]) -> Logprobs:
+        prompts = [self.encode(r.prompt) for r in requests]
+        conts = [self._continuation_ids(r) for r in requests]
+        width = max(len(p) + len(c) for p, c in zip(prompts, conts))
+        input_ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(requests), width), dtype=torch.long)
+        rows, cols, targets = [], [], []
+        for row, (p, c) in enumerate(zip(prompts, conts)):
+            input_ids[row, :len(p) + len(c)] = torch.tensor(p + c)
+            mask[row, :len(p) + len(c)] = 1
+            positions = range(len(p) - 1, len(p) + len(c) - 1)  # hidden state t predicts t + 1
+            rows += [row] * len(c)
+            cols += positions
+            targets += c
+        device = self.device
+        hidden = self.model.base_model(input_ids=input_ids.to(device),
+                                       attention_mask=mask.to(device), use_cache=False)[0]
+        rows_t = torch.tensor(rows, dtype=torch.long, device=device)
+        picked = hidden[rows_t, torch.tensor(cols, dtype=torch.long, device=device)]
+        logits = self.model.get_output_embeddings()(picked).float()
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:  # Gemma-2 style models squash logits before the softmax
+            logits = torch.tanh(logits / cap) * cap
+        token_lp = torch.log_softmax(logits, dim=-1).gather(
+            1, torch.tensor(targets, dtype=torch.long, device=device)[:, None])[:, 0]
+        counts = torch.tensor([len(c) for c in conts], dtype=torch.long)
+        sums = torch.zeros(len(requests), dtype=token_lp.dtype, device=device)
+        sums = sums.index_add(0, rows_t, token_lp)
+        return Logprobs(sums=sums, counts=counts.to(device),
+                        per_token=tuple(torch.split(token_lp, counts.tolist())))
