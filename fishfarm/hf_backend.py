@@ -208,6 +208,36 @@ class HFBackend:
                         counts=torch.cat([p.counts for p in parts]),
                         per_token=tuple(t for p in parts for t in p.per_token))
 
+    @torch.no_grad()
+    def next_token_logprobs(self, prompts: Sequence[Prompt]) -> torch.Tensor:
+        """Returns (n, vocab) log-probabilities of the token that follows each prompt.
+
+        One forward pass per prompt (in batches of `logprob_batch_size`), and the LM head only
+        at the last position: choosing among k one-token answers costs one pass, not k.
+        """
+        out = []
+        for start in range(0, len(prompts), self.logprob_batch_size):
+            encoded = [self.encode(p) for p in prompts[start:start + self.logprob_batch_size]]
+            width = max(len(e) for e in encoded)
+            input_ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(encoded), width), dtype=torch.long)
+            for row, ids in enumerate(encoded):  # right padding: the last real token is at len - 1
+                input_ids[row, :len(ids)] = torch.tensor(ids)
+                mask[row, :len(ids)] = 1
+            hidden = self.model.base_model(input_ids=input_ids.to(self.device),
+                                           attention_mask=mask.to(self.device), use_cache=False)[0]
+            last = hidden[torch.arange(len(encoded), device=self.device),
+                          torch.tensor([len(e) - 1 for e in encoded], device=self.device)]
+            out.append(torch.log_softmax(self._head(last), dim=-1).cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.model.get_output_embeddings()(hidden).float()
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:  # Gemma-2 style models squash logits before the softmax
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
     def _continuation_ids(self, req: LogprobRequest) -> list[int]:
         if req.continuation_ids is not None:
             return list(req.continuation_ids)
@@ -233,11 +263,7 @@ class HFBackend:
                                        attention_mask=mask.to(device), use_cache=False)[0]
         rows_t = torch.tensor(rows, dtype=torch.long, device=device)
         picked = hidden[rows_t, torch.tensor(cols, dtype=torch.long, device=device)]
-        logits = self.model.get_output_embeddings()(picked).float()
-        cap = getattr(self.model.config, "final_logit_softcapping", None)
-        if cap:  # Gemma-2 style models squash logits before the softmax
-            logits = torch.tanh(logits / cap) * cap
-        token_lp = torch.log_softmax(logits, dim=-1).gather(
+        token_lp = torch.log_softmax(self._head(picked), dim=-1).gather(
             1, torch.tensor(targets, dtype=torch.long, device=device)[:, None])[:, 0]
         counts = torch.tensor([len(c) for c in conts], dtype=torch.long)
         sums = torch.zeros(len(requests), dtype=token_lp.dtype, device=device)

@@ -33,7 +33,7 @@ def plot_spectra(decomp: Decomposition) -> plt.Figure:
     """Returns one panel per module type: σ_i/σ_1 against i/r, one line per layer (colour = depth)."""
     modules = _modules(decomp)
     num_layers = max(parse_target(n)[0] for n in decomp) + 1
-    fig, axes = plt.subplots(1, len(modules), figsize=(3.2 * len(modules), 3.0), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(modules), figsize=(3.2 * len(modules), 3.0), squeeze=False)
     cmap = plt.get_cmap("viridis")
     for ax, module in zip(axes[0], modules):
         for name, f in decomp.items():

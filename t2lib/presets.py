@@ -18,6 +18,11 @@ class Preset:
         svd_storage_dtype: dtype of the cached U and Vᵀ ("bfloat16" halves the cache at 8B scale).
         inspect_prompts: prompts used to show what scaling singular values does (notebook 01).
         inspect_max_new_tokens: answer length in that demonstration.
+        suite: which tasks experts and adaptation use: "tiny" (fishfarm.tiny) or "paper".
+        eval_limit: samples per evaluation (None: the whole split).
+        paper_eval_limit: samples of each paper task in the baseline (None: the whole test split).
+        paper_max_new_tokens: answer budget on paper tasks (None: the paper's 512 / 1024).
+        batch_size: prompts per generation batch.
     """
 
     name: str
@@ -27,13 +32,20 @@ class Preset:
     svd_storage_dtype: str = "float32"
     inspect_prompts: int = 6
     inspect_max_new_tokens: int = 48
+    suite: str = "tiny"
+    eval_limit: int | None = None
+    paper_eval_limit: int | None = 16
+    paper_max_new_tokens: int | None = 96
+    batch_size: int = 64
 
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset("smoke", inspect_prompts=2, inspect_max_new_tokens=8),
+    "smoke": Preset("smoke", inspect_prompts=2, inspect_max_new_tokens=8, eval_limit=4, paper_eval_limit=2,
+                    paper_max_new_tokens=16),
     "tiny": Preset("tiny"),
     "paper": Preset("paper", model="meta-llama/Meta-Llama-3-8B-Instruct", svd_storage_dtype="bfloat16",
-                    inspect_prompts=6, inspect_max_new_tokens=128),
+                    inspect_prompts=6, inspect_max_new_tokens=128, suite="paper", paper_eval_limit=None,
+                    paper_max_new_tokens=None, batch_size=64),
 }
 
 

@@ -34,6 +34,29 @@ OFFICIAL_STOP = ("Instruction:", "Instruction", "Response:", "Response")
 
 Record = Union[MathProblem, CodeProblem, ChoiceQuestion]
 
+# The paper's prompt for prompt-based adaptation (§3.2, appendix): the base model puts one of
+# four categories in \boxed{}; "other" means "answer with the base weights". The kit sends the
+# instructions as the system message and the question as the user message, and starts the answer
+# with "Classification: \boxed{" (the format the prompt asks for): SmolLM2-135M given the whole
+# prompt as one user message answers the question instead of classifying it (5.8% on the tiny
+# classification task; see the README's baseline table).
+CLS_CATEGORIES = ("code", "math", "reasoning", "other")
+CLS_SYSTEM = r"""Analyze the given question and classify it into one of four categories: 'code', 'math', 'reasoning' or 'other'. Follow these guidelines:
+
+1. Code: Questions asking for programming solutions, functions, algorithms. Often includes specific programming terms, language syntax, or data structures.
+2. Math: Questions involving mathematical calculations, formulas, statistics. Often includes numbers, equations, or mathematical operations.
+3. Reasoning: Questions requiring logical thinking, application of scientific knowledge, or critical analysis of information. Often presents statements that need evaluation based on general understanding.
+4. Other: Questions not clearly fit into above categories.
+
+Instructions:
+- Consider the primary focus, skills, and knowledge required to answer the question.
+- If a question spans multiple categories, choose the most dominant one.
+- Provide your final classification within \boxed{} notation. Example: \boxed{reasoning}
+
+Format your response as follows:
+Classification: \boxed{category}"""
+CLS_RESPONSE_PREFIX = "Classification: \\boxed{"
+
 
 @dataclass(frozen=True)
 class TaskPrompt:
@@ -119,6 +142,13 @@ def task_prompt(task: str, record: Record) -> TaskPrompt:
         raise KeyError(f"no prompt for task {task!r}; known: {sorted(_BUILDERS)}")
     system, user, prefix = _BUILDERS[task]
     return TaskPrompt(system, user(record), prefix(record) if prefix else "")  # type: ignore
+
+
+def cls_prompt(question: str) -> "Prompt":
+    """Returns the classification prompt for one question, its answer primed up to "\\boxed{"."""
+    from fishfarm.types import Prompt
+
+    return Prompt.chat(f"Question: {question}", system=CLS_SYSTEM, response_prefix=CLS_RESPONSE_PREFIX)
 
 
 def code_prompt_text(prompt: TaskPrompt) -> str:

@@ -100,3 +100,12 @@ def score_choice(answer: str, gold: str | int, *, labels: Sequence[str] = "ABCD"
     if picked is None:
         return Score(False, None, "no option found in the answer")
     return Score(picked == target, picked, "" if picked == target else f"expected {target}")
+
+
+def score_category(answer: str, category: str) -> Score:
+    """Returns whether the last \\boxed{} of a classification answer names `category`."""
+    boxed = last_boxed(answer)
+    if boxed is None:
+        return Score(False, None, "no \\boxed{} category in the answer")
+    picked = boxed.strip().strip("'\"").lower()
+    return Score(picked == category, picked, "" if picked == category else f"expected {category}")

@@ -39,43 +39,45 @@ PRONOUN = {"Tom": "He", "Liam": "He", "Noah": "He", "Lucas": "He", "Omar": "He",
 FUNCTION_NAMES = ("transform", "compute", "apply_rule", "calc", "process", "update_value")
 # One-step operations the base model mostly gets right, and rephrased or two-step ones it often
 # gets wrong (writes x - k for "k minus x", forgets the second step): see the README's baseline table for the base model's accuracy.
-ARITH_OPS: dict[str, tuple[str, Callable[[int, int], int]]] = {
-    "add": ("adds {k} to x", lambda x, k: x + k),
-    "rsub": ("returns {k} minus x", lambda x, k: k - x),
-    "muladd": ("multiplies x by {k} and then adds 1", lambda x, k: x * k + 1),
-    "sqadd": ("returns the square of x plus {k}", lambda x, k: x * x + k),
-    "mod": ("returns the remainder of x divided by {k}", lambda x, k: x % k),
-    "addmul": ("adds {k} to x and then multiplies the sum by 2", lambda x, k: (x + k) * 2),
-    "floordiv": ("returns x divided by {k}, rounded down to a whole number", lambda x, k: x // k),
-    "dblsub": ("doubles x and then subtracts {k}", lambda x, k: 2 * x - k),
+# Each entry: (description, expected value, reference solution as a Python expression). Tests
+# check the reference solutions against the expected values, so the two cannot drift apart.
+ARITH_OPS: dict[str, tuple[str, Callable[[int, int], int], str]] = {
+    "add": ("adds {k} to x", lambda x, k: x + k, "x + {k}"),
+    "rsub": ("returns {k} minus x", lambda x, k: k - x, "{k} - x"),
+    "muladd": ("multiplies x by {k} and then adds 1", lambda x, k: x * k + 1, "x * {k} + 1"),
+    "sqadd": ("returns the square of x plus {k}", lambda x, k: x * x + k, "x ** 2 + {k}"),
+    "mod": ("returns the remainder of x divided by {k}", lambda x, k: x % k, "x % {k}"),
+    "addmul": ("adds {k} to x and then multiplies the sum by 2", lambda x, k: (x + k) * 2, "(x + {k}) * 2"),
+    "floordiv": ("returns x divided by {k}, rounded down to a whole number", lambda x, k: x // k, "x // {k}"),
+    "dblsub": ("doubles x and then subtracts {k}", lambda x, k: 2 * x - k, "2 * x - {k}"),
 }
 LETTERS = "abcdexyzqk"
-# (operation id, parameter) -> (description, function of s). Parameters make the pool large
-# enough for disjoint splits; every entry is a distinct problem.
-STRING_OPS: dict[tuple[str, object], tuple[str, Callable[[str], object]]] = {
-    **{("repeat", k): (f"repeats the string s {k} times", lambda s, k=k: s * k) for k in range(2, 7)},
-    **{("prefix", k): (f"returns the first {k} characters of the string s", lambda s, k=k: s[:k]) for k in range(1, 7)},
-    **{("suffix", k): (f"returns the last {k} characters of the string s", lambda s, k=k: s[-k:]) for k in range(1, 7)},
-    **{("length", k): (f"returns the length of the string s plus {k}", lambda s, k=k: len(s) + k) for k in range(1, 21)},
+# (operation id, parameter) -> (description, function of s, reference solution expression).
+# Parameters make the pool large enough for disjoint splits; every entry is a distinct problem.
+STRING_OPS: dict[tuple[str, object], tuple[str, Callable[[str], object], str]] = {
+    **{("repeat", k): (f"repeats the string s {k} times", lambda s, k=k: s * k, f"s * {k}") for k in range(2, 7)},
+    **{("prefix", k): (f"returns the first {k} characters of the string s", lambda s, k=k: s[:k], f"s[:{k}]") for k in range(1, 7)},
+    **{("suffix", k): (f"returns the last {k} characters of the string s", lambda s, k=k: s[-k:], f"s[-{k}:]") for k in range(1, 7)},
+    **{("length", k): (f"returns the length of the string s plus {k}", lambda s, k=k: len(s) + k, f"len(s) + {k}") for k in range(1, 21)},
     **{("append", (c, k)): (f"appends the letter '{c}' to the end of the string s {k} times",
-                            lambda s, c=c, k=k: s + c * k) for c in LETTERS[:5] for k in range(1, 5)},
-    **{("prepend", c): (f"puts the letter '{c}' in front of the string s", lambda s, c=c: c + s) for c in LETTERS},
+                            lambda s, c=c, k=k: s + c * k, f"s + {c!r} * {k}") for c in LETTERS[:5] for k in range(1, 5)},
+    **{("prepend", c): (f"puts the letter '{c}' in front of the string s", lambda s, c=c: c + s, f"{c!r} + s") for c in LETTERS},
     **{("count", c): (f"returns how many times the letter '{c}' occurs in the string s",
-                      lambda s, c=c: s.count(c)) for c in LETTERS},
+                      lambda s, c=c: s.count(c), f"s.count({c!r})") for c in LETTERS},
     **{("replace", (c, d)): (f"replaces every letter '{c}' in the string s with '{d}'",
-                             lambda s, c=c, d=d: s.replace(c, d)) for c in "aeo" for d in "xyz"},
-    **{("remove", c): (f"removes every letter '{c}' from the string s", lambda s, c=c: s.replace(c, "")) for c in LETTERS},
+                             lambda s, c=c, d=d: s.replace(c, d), f"s.replace({c!r}, {d!r})") for c in "aeo" for d in "xyz"},
+    **{("remove", c): (f"removes every letter '{c}' from the string s", lambda s, c=c: s.replace(c, ""), f"s.replace({c!r}, '')") for c in LETTERS},
     **{("startswith", c): (f"returns True if the string s starts with the letter '{c}', else False",
-                           lambda s, c=c: s.startswith(c)) for c in LETTERS},
+                           lambda s, c=c: s.startswith(c), f"s.startswith({c!r})") for c in LETTERS},
     **{("endswith", c): (f"returns True if the string s ends with the letter '{c}', else False",
-                         lambda s, c=c: s.endswith(c)) for c in LETTERS},
-    **{("number", k): (f"returns the string s followed by the number {k}", lambda s, k=k: s + str(k)) for k in range(0, 41)},
-    **{("wrap", c): (f"returns the string s with the letter '{c}' added at both ends", lambda s, c=c: c + s + c)
-       for c in LETTERS},
-    ("upper", None): ("returns the string s in upper case", str.upper),
-    ("lower", None): ("returns the string s in lower case", str.lower),
-    ("reverse", None): ("returns the string s reversed", lambda s: s[::-1]),
-    ("strip", None): ("removes the spaces at both ends of the string s", str.strip),
+                         lambda s, c=c: s.endswith(c), f"s.endswith({c!r})") for c in LETTERS},
+    **{("number", k): (f"returns the string s followed by the number {k}", lambda s, k=k: s + str(k), f"s + str({k})") for k in range(0, 41)},
+    **{("wrap", c): (f"returns the string s with the letter '{c}' added at both ends", lambda s, c=c: c + s + c,
+                     f"{c!r} + s + {c!r}") for c in LETTERS},
+    ("upper", None): ("returns the string s in upper case", str.upper, "s.upper()"),
+    ("lower", None): ("returns the string s in lower case", str.lower, "s.lower()"),
+    ("reverse", None): ("returns the string s reversed", lambda s: s[::-1], "s[::-1]"),
+    ("strip", None): ("removes the spaces at both ends of the string s", str.strip, "s.strip()"),
 }
 STRING_INPUTS = ("hello", "abc", "Python", "a", "data science", "kayak")
 TRAIN_SIZES = {"train": 256, "validation": 48, "test": 120}
@@ -129,11 +131,12 @@ def fn_arith(split: str) -> list[dict]:
     """
     out = []
     for op, k in _split([(op, k) for op in ARITH_OPS for k in range(2, 60)], split, TRAIN_SIZES):
-        desc, fn = ARITH_OPS[op]
+        desc, fn, expr = ARITH_OPS[op]
         fname = random.Random(f"fn_arith:{op}:{k}").choice(FUNCTION_NAMES)
         question = f"Write a Python function `{fname}(x)` that {desc.format(k=k)} and returns the result."
         out.append({"id": f"fn_arith-{op}-{k}", "question": question, "entry_point": fname, "category": "code",
-                    "tests": _tests(fname, [(x, fn(x, k)) for x in (0, 1, 7, -3)])})
+                    "tests": _tests(fname, [(x, fn(x, k)) for x in (0, 1, 7, -3)]),
+                    "solution": f"def {fname}(x):\n    return {expr.format(k=k)}\n"})
     return out
 
 
@@ -141,12 +144,13 @@ def fn_string(split: str) -> list[dict]:
     """Returns "write f(s) that does a string operation" problems with assert tests."""
     out = []
     for key in _split(list(STRING_OPS), split, UNSEEN_SIZES):
-        desc, fn = STRING_OPS[key]
+        desc, fn, expr = STRING_OPS[key]
         fname = random.Random(f"fn_string:{key}").choice(FUNCTION_NAMES)
         question = f"Write a Python function `{fname}(s)` that {desc}."
         out.append({"id": f"fn_string-{key[0]}-{key[1]}".replace(" ", ""), "question": question,
                     "entry_point": fname, "category": "code",
-                    "tests": _tests(fname, [(s, fn(s)) for s in STRING_INPUTS])})
+                    "tests": _tests(fname, [(s, fn(s)) for s in STRING_INPUTS]),
+                    "solution": f"def {fname}(s):\n    return {expr}\n"})
     return out
 
 

