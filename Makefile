@@ -8,11 +8,12 @@ OUT    ?= build/notebooks
 STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv reproduce test lab notebooks clean-venv help
+.PHONY: venv reproduce test lab notebooks baseline clean-venv help
 
 help:
 	@echo "make reproduce   run every notebook in order on PRESET=$(PRESET), writing figures/"
 	@echo "make test        unit, integration and notebook tests"
+	@echo "make baseline    base model accuracy on every task of PRESET=$(PRESET) (figures/baseline_*.csv)"
 	@echo "make lab         open JupyterLab on notebooks/"
 	@echo "make venv        (re)build .venv from requirements/ (done by the targets above)"
 
@@ -30,6 +31,9 @@ reproduce: $(STAMP)
 	$(BIN)/python -m t2lib.notebooks --preset $(PRESET) --out $(OUT)
 
 notebooks: reproduce
+
+baseline: $(STAMP)
+	$(BIN)/python -m t2lib.baseline --preset $(PRESET)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -23,6 +23,8 @@ class Preset:
         paper_eval_limit: samples of each paper task in the baseline (None: the whole test split).
         paper_max_new_tokens: answer budget on paper tasks (None: the paper's 512 / 1024).
         batch_size: prompts per generation batch.
+        max_batch_tokens: cap on a batch's padded prompt tokens (long prompts: smaller batches).
+        logprob_batch_size: sequences per forward pass when only scoring.
     """
 
     name: str
@@ -37,6 +39,8 @@ class Preset:
     paper_eval_limit: int | None = 16
     paper_max_new_tokens: int | None = 96
     batch_size: int = 64
+    max_batch_tokens: int | None = 6144
+    logprob_batch_size: int = 16
 
 
 PRESETS: dict[str, Preset] = {

@@ -68,3 +68,13 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 @pytest.fixture
 def tiny_llama() -> LlamaForCausalLM:
     return make_tiny_llama()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny-model ops are too small to split: two threads on a busy 2-core machine thrash
+    (seconds instead of milliseconds per generate call)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -8,14 +8,7 @@ from conftest import make_tiny_tokenizer
 from fishfarm import (Backend, GenerationRequest, HFBackend, LogprobRequest, Prompt,
                       SamplingParams)
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny-model ops are too small to split: two threads on a busy 2-core machine thrash
-    (seconds instead of milliseconds per generate call)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 QUESTIONS = ["hi", "What is 2+2?", "a much longer prompt than all the others here", "x",
@@ -221,3 +214,17 @@ def test_logprobs_with_grad_backpropagate_like_a_direct_pass(backend, tiny_llama
     (expected,) = torch.autograd.grad(direct, target)
     assert grad.abs().sum() > 0
     torch.testing.assert_close(grad, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_token_budget_batches_long_prompts_smaller(tiny_llama, tiny_tokenizer):
+    backend = HFBackend(tiny_llama, tiny_tokenizer, batch_size=4, max_batch_tokens=100, progress=False)
+    encoded = [[1] * n for n in (60, 50, 20, 20, 20, 20, 20, 10)]
+    batches = backend._batches(list(range(8)), encoded)
+    assert batches == [[0], [1, 2], [3, 4, 5, 6], [7]]  # 2 x 50 and 4 x 20 fit in 100
+    for batch in batches:
+        assert len(batch) <= 4 and (len(batch) == 1 or len(batch) * len(encoded[batch[0]]) <= 100)
+    unlimited = HFBackend(tiny_llama, tiny_tokenizer, batch_size=4, progress=False)
+    assert unlimited._batches(list(range(8)), encoded) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    # Same greedy answers whatever the batching.
+    requests = [GenerationRequest(Prompt.chat(q), SamplingParams(max_new_tokens=6)) for q in QUESTIONS]
+    assert [r.text for r in backend.generate(requests)] == [r.text for r in unlimited.generate(requests)]

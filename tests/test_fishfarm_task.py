@@ -12,14 +12,7 @@ from fishfarm import (GenerationRequest, GenerationResult, HFBackend, Prompt, Sa
                       Score, Task)
 from fishfarm.scoring import score_number
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny-model ops are too small to split: two threads on a busy 2-core machine thrash
-    (seconds instead of milliseconds per generate call)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 RECORDS = [{"id": "q1", "question": "What is 2+3?", "answer": "#### 5"},
