@@ -36,8 +36,8 @@ class Preset:
     inspect_max_new_tokens: int = 48
     suite: str = "tiny"
     eval_limit: int | None = None
-    paper_eval_limit: int | None = 16
-    paper_max_new_tokens: int | None = 96
+    paper_eval_limit: int | None = 10
+    paper_max_new_tokens: int | None = 64
     batch_size: int = 64
     max_batch_tokens: int | None = 6144
     logprob_batch_size: int = 16

@@ -50,8 +50,8 @@ class TinyTaskSpec:
 TINY_TASKS: dict[str, TinyTaskSpec] = {s.name: s for s in (
     TinyTaskSpec("add_word", "math", "train", 48), TinyTaskSpec("sub_word", "math", "unseen", 48),
     TinyTaskSpec("fn_arith", "code", "train", 64), TinyTaskSpec("fn_string", "code", "unseen", 64),
-    TinyTaskSpec("arc_easy", "reasoning", "train", 48),
-    TinyTaskSpec("arc_challenge", "reasoning", "unseen", 48),
+    TinyTaskSpec("arc_easy", "reasoning", "train", 32),
+    TinyTaskSpec("arc_challenge", "reasoning", "unseen", 32),
 )}
 TRAINING = {s.category: s.name for s in TINY_TASKS.values() if s.role == "train"}
 UNSEEN = {s.category: s.name for s in TINY_TASKS.values() if s.role == "unseen"}
