@@ -18,11 +18,15 @@ PACKAGES = ("torch", "transformers", "safetensors", "accelerate", "numpy", "vllm
 
 
 def git_revision() -> str:
-    """Returns the repository's HEAD commit (with "+dirty" for local changes), or "unknown"."""
+    """Returns the repository's HEAD commit, "+dirty" if code differs from it, or "unknown".
+
+    Changes under figures/ do not count: a run writes its own outputs there.
+    """
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!figures"],
+                               cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
