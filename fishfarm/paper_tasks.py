@@ -33,8 +33,7 @@ def _prompt(name: str):
 def _code_scorer(name: str):
     def score(answer: str, r: CodeProblem):
         prefix = task_prompt(name, r).response_prefix
-        tests = "\n\n".join(p for p in (r.test_setup, *r.tests) if p)
-        return score_code(f"{prefix}\n{answer}" if prefix else answer, tests, entry_point=r.entry_point)
+        return score_code(f"{prefix}\n{answer}" if prefix else answer, r.test_code, entry_point=r.entry_point)
     return score
 
 

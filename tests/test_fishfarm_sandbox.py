@@ -288,7 +288,7 @@ def test_reading_home_fails_and_leaks_nothing(home):
     _, canary, text = home
     reads = [f"print(open({str(canary)!r}).read())",
              "import os\nprint(os.listdir(os.path.expanduser('~')), os.listdir('/root'))",
-             f"print(open('/root/.bashrc').read())",
+             "print(open('/root/.bashrc').read())",
              f"import os\nprint(os.listdir({str(canary.parent)!r}))"]
     for audit_hook in (True, False):
         for program in reads:

@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-import torch
 
 from fishfarm import (GenerationRequest, GenerationResult, HFBackend, Prompt, SamplingParams,
                       Score, Task)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_llama
-from t2lib.experts import Expert, effective_scale
+from t2lib.experts import effective_scale
 from t2lib.svd import decompose
 from t2lib.svf import SVFModel
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from fishfarm.data.records import ChoiceQuestion, CodeProblem, MathProblem
+from fishfarm.types import Prompt
 
 GSM8K_SYSTEM = ("Below is an instruction that describes a task."
                 " Write a response that appropriately completes the request.\n\n")
@@ -144,10 +145,8 @@ def task_prompt(task: str, record: Record) -> TaskPrompt:
     return TaskPrompt(system, user(record), prefix(record) if prefix else "")  # type: ignore
 
 
-def cls_prompt(question: str) -> "Prompt":
+def cls_prompt(question: str) -> Prompt:
     """Returns the classification prompt for one question, its answer primed up to "\\boxed{"."""
-    from fishfarm.types import Prompt
-
     return Prompt.chat(f"Question: {question}", system=CLS_SYSTEM, response_prefix=CLS_RESPONSE_PREFIX)
 
 

@@ -87,9 +87,14 @@ class CodeProblem(_Record):
         if not self.tests:
             raise ValueError(f"CodeProblem {self.id!r} has no tests")
 
+    @property
+    def test_code(self) -> str:
+        """The setup and the tests as one block of code, run after a solution."""
+        return "\n\n".join(p for p in (self.test_setup.rstrip(), *(t.rstrip() for t in self.tests)) if p)
+
     def program(self, solution: str) -> str:
         """Returns a Python program that exits non-zero unless `solution` passes every test."""
-        parts = [solution.rstrip(), self.test_setup.rstrip(), *(t.rstrip() for t in self.tests)]
+        parts = [solution.rstrip(), self.test_code]
         if any(re.search(r"^def\s+check\s*\(", t, re.M) for t in self.tests):
             parts.append(f"check({self.entry_point})")
         return "\n\n".join(p for p in parts if p) + "\n"
