@@ -8,12 +8,13 @@ OUT    ?= build/notebooks
 STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv reproduce test lab notebooks baseline clean-venv help
+.PHONY: venv reproduce test lab notebooks baseline experts clean-venv help
 
 help:
 	@echo "make reproduce   run every notebook in order on PRESET=$(PRESET), writing figures/"
 	@echo "make test        unit, integration and notebook tests"
 	@echo "make baseline    base model accuracy on every task of PRESET=$(PRESET) (figures/baseline_*.csv)"
+	@echo "make experts     retrain the three experts of PRESET=$(PRESET) (experts/tiny/ ships them; resumes)"
 	@echo "make lab         open JupyterLab on notebooks/"
 	@echo "make venv        (re)build .venv from requirements/ (done by the targets above)"
 
@@ -34,6 +35,9 @@ notebooks: reproduce
 
 baseline: $(STAMP)
 	$(BIN)/python -m t2lib.baseline --preset $(PRESET)
+
+experts: $(STAMP)
+	$(BIN)/python -m t2lib.train --preset $(PRESET) --all
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -204,7 +204,8 @@ class HFBackend:
                                             finish_reason=reason, prompt_tokens=len(prompts[row])))
         return results
 
-    def logprobs(self, requests: Sequence[LogprobRequest], *, grad: bool = False) -> Logprobs:
+    def logprobs(self, requests: Sequence[LogprobRequest], *, grad: bool = False,
+                 distributions: bool = False) -> Logprobs:
         """Returns the log-probability of each continuation given its prompt.
 
         Only continuation positions go through the LM head: the model body runs on the whole
@@ -216,18 +217,22 @@ class HFBackend:
             grad: keep the autograd graph (for REINFORCE); all requests then form one forward
                 pass, so pass one micro-batch per call. Without it, requests are chunked by
                 `logprob_batch_size` under ``torch.no_grad()``.
+            distributions: also return `Logprobs.log_dist`, the full next-token distribution at
+                every continuation position (tokens x vocab floats: keep batches small).
         """
         if grad:
-            return self._logprobs_batch(requests)
+            return self._logprobs_batch(requests, distributions=distributions)
         parts = []
         with torch.no_grad():
             for start in range(0, len(requests), self.logprob_batch_size):
-                parts.append(self._logprobs_batch(requests[start:start + self.logprob_batch_size]))
+                parts.append(self._logprobs_batch(requests[start:start + self.logprob_batch_size],
+                                                  distributions=distributions))
         if not parts:
             return Logprobs(torch.zeros(0), torch.zeros(0, dtype=torch.long), ())
         return Logprobs(sums=torch.cat([p.sums for p in parts]),
                         counts=torch.cat([p.counts for p in parts]),
-                        per_token=tuple(t for p in parts for t in p.per_token))
+                        per_token=tuple(t for p in parts for t in p.per_token),
+                        log_dist=torch.cat([p.log_dist for p in parts]) if distributions else None)
 
     @torch.no_grad()
     def next_token_logprobs(self, prompts: Sequence[Prompt]) -> torch.Tensor:
@@ -265,7 +270,8 @@ class HFBackend:
         return self.tokenizer(req.continuation, add_special_tokens=False,
                               return_attention_mask=False)["input_ids"]
 
-    def _logprobs_batch(self, requests: Sequence[LogprobRequest]) -> Logprobs:
+    def _logprobs_batch(self, requests: Sequence[LogprobRequest], *, distributions: bool = False
+                        ) -> Logprobs:
         prompts = [self.encode(r.prompt) for r in requests]
         conts = [self._continuation_ids(r) for r in requests]
         width = max(len(p) + len(c) for p, c in zip(prompts, conts))
@@ -284,10 +290,11 @@ class HFBackend:
                                        attention_mask=mask.to(device), use_cache=False)[0]
         rows_t = torch.tensor(rows, dtype=torch.long, device=device)
         picked = hidden[rows_t, torch.tensor(cols, dtype=torch.long, device=device)]
-        token_lp = torch.log_softmax(self._head(picked), dim=-1).gather(
-            1, torch.tensor(targets, dtype=torch.long, device=device)[:, None])[:, 0]
+        log_dist = torch.log_softmax(self._head(picked), dim=-1)
+        token_lp = log_dist.gather(1, torch.tensor(targets, dtype=torch.long, device=device)[:, None])[:, 0]
         counts = torch.tensor([len(c) for c in conts], dtype=torch.long)
         sums = torch.zeros(len(requests), dtype=token_lp.dtype, device=device)
         sums = sums.index_add(0, rows_t, token_lp)
         return Logprobs(sums=sums, counts=counts.to(device),
-                        per_token=tuple(torch.split(token_lp, counts.tolist())))
+                        per_token=tuple(torch.split(token_lp, counts.tolist())),
+                        log_dist=log_dist if distributions else None)

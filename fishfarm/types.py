@@ -135,10 +135,14 @@ class Logprobs:
         sums: (n,) summed log-probability of each continuation (differentiable when asked for).
         counts: (n,) number of continuation tokens.
         per_token: n tensors with the log-probability of each continuation token.
+        log_dist: when asked for, (total continuation tokens, vocab) log-probabilities of every
+            token at each continuation position, rows in the order of `per_token` (for a KL
+            penalty between two models on the same continuations).
     """
     sums: torch.Tensor
     counts: torch.Tensor
     per_token: tuple[torch.Tensor, ...]
+    log_dist: torch.Tensor | None = None
 
     def mean(self) -> torch.Tensor:
         """Returns (n,) mean log-probability per token (0 for empty continuations)."""

@@ -87,9 +87,7 @@ def run_baseline(preset: Preset, *, fresh: bool = False, progress: bool = True,
     by a later run with the same preset and model unless `fresh`.
     """
     from fishfarm import HFBackend
-    from t2lib.models import load_model
-
-    lm = load_model(preset.model, dtype=preset.dtype)
+    lm = preset.load_model()
     backend = HFBackend(lm.model, lm.tokenizer, batch_size=preset.batch_size, max_batch_tokens=preset.max_batch_tokens,
                         logprob_batch_size=preset.logprob_batch_size, progress=progress)
     work = work_dir or REPO_ROOT / "build" / "baseline" / preset.name

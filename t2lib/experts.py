@@ -163,6 +163,18 @@ class Expert:
                    meta.get("config", {}), meta.get("metrics", {}))
 
 
+def shift_table(expert: Expert, decomp: Decomposition) -> list[dict]:
+    """Returns one row per target matrix: layer, module, and how far the expert moved its singular
+    values (mean and max of |scale − 1|, where scale multiplies σ; the same for both parameterizations)."""
+    rows = []
+    for name, scale in expert.scales(decomp).items():
+        layer, module = parse_target(name)
+        d = (scale.detach().float().cpu() - 1).abs()
+        rows.append({"layer": layer, "module": module, "mean_abs_shift": float(d.mean()),
+                     "max_abs_shift": float(d.max())})
+    return rows
+
+
 def mix(experts: Sequence[Expert], alpha: torch.Tensor | Sequence[float], *, name: str = "mixture") -> Expert:
     """Returns the expert z' = Σ_k α_k z_k (paper §3.2, few-shot adaptation).
 

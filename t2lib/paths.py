@@ -27,3 +27,19 @@ def figures_dir(preset: str) -> Path:
     path = Path(override) if override else FIGURES_DIR if preset == "tiny" else FIGURES_DIR / preset
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def experts_dir(preset: str) -> Path:
+    """Returns where a preset's trained experts go: experts/<preset>/ ($T2_EXPERTS_DIR overrides).
+
+    experts/tiny/ is committed (the shipped experts); other presets' folders are not.
+    """
+    override = os.environ.get("T2_EXPERTS_DIR")
+    path = Path(override) if override else EXPERTS_DIR / preset
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_dir() -> Path:
+    """Returns the folder for runs, checkpoints and executed notebooks: $T2_BUILD_DIR, else build/."""
+    return Path(os.environ.get("T2_BUILD_DIR") or REPO_ROOT / "build")

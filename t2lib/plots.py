@@ -78,3 +78,22 @@ def plot_variant_bars(values: dict[str, float], *, ylabel: str, title: str = "")
         ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return fig
+
+
+def plot_learning_curve(rows: Sequence[dict], *, title: str = "") -> plt.Figure:
+    """Returns the training batch accuracy per step and the validation accuracy at evaluations."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    steps = [r for r in rows if "accuracy" in r]
+    ax.plot([r["step"] for r in steps], [100 * r["accuracy"] for r in steps], color="tab:gray", lw=1,
+            marker=".", label="training batch (rollouts)")
+    evals = [r for r in rows if r.get("val_accuracy") is not None]
+    ax.plot([r["step"] for r in evals], [100 * r["val_accuracy"] for r in evals], color="tab:blue", lw=2,
+            marker="o", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("accuracy (%)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+

@@ -1,9 +1,10 @@
 """Presets: one typed configuration per scale (smoke, tiny, paper). See the README's preset table."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from t2lib.models import DEFAULT_MODEL
+from t2lib.models import DEFAULT_MODEL, LoadedModel, load_model
+from t2lib.reinforce import ReinforceConfig
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,9 @@ class Preset:
     Args:
         name: "smoke" | "tiny" | "paper".
         model: base model hub id or local folder.
+        model_source: where its weights come from (`t2lib.models.resolve_model`). The CPU presets
+            pin "offline" (the packaged Q4_1 weights), so that the shipped experts, which are tied
+            to the exact base weights, and the committed figures are the same for everyone.
         targets: target set for SVF (paper default: MLP gate/up/down).
         dtype: model dtype; "auto" is fp32 on the CPU, bf16 on a GPU.
         svd_storage_dtype: dtype of the cached U and Vᵀ ("bfloat16" halves the cache at 8B scale).
@@ -25,10 +29,12 @@ class Preset:
         batch_size: prompts per generation batch.
         max_batch_tokens: cap on a batch's padded prompt tokens (long prompts: smaller batches).
         logprob_batch_size: sequences per forward pass when only scoring.
+        train: how experts are trained (`t2lib.reinforce.ReinforceConfig`).
     """
 
     name: str
     model: str = DEFAULT_MODEL
+    model_source: str = "auto"
     targets: str = "mlp"
     dtype: str = "auto"
     svd_storage_dtype: str = "float32"
@@ -41,15 +47,35 @@ class Preset:
     batch_size: int = 64
     max_batch_tokens: int | None = 6144
     logprob_batch_size: int = 16
+    train: ReinforceConfig = field(default_factory=ReinforceConfig)
 
+    def load_model(self, *, device=None) -> LoadedModel:
+        """Returns the preset's base model, loaded from its pinned source."""
+        return load_model(self.model, source=self.model_source, dtype=self.dtype, device=device)
+
+
+# Tiny: measured on 2 cores, ~4-6 min per expert (see the README's expert table). Batch-normalized
+# rewards: with raw ±1 and 16 prompts a batch of mostly wrong answers pushes every answer down.
+TINY_TRAIN = ReinforceConfig(steps=20, batch_size=16, micro_batch_size=8, lr=1e-3, optimizer="adamw",
+                             schedule="constant", grad_clip=1e-3, normalize_rewards=True, logprob_reduction="mean",
+                             grad_dtype="bfloat16", eval_every=5)
+# Paper Table 6 and the official configs (../PAPER.md): AdamW lr 2e-3 with cosine decay, 256
+# prompts a step, gradient norm clipped at 1e-3, greedy rollouts, raw ±1 rewards, z starting at
+# 0.1 + 0.01·N(0, 1) through the official sigmoid parameterization, validation every 10 steps.
+PAPER_TRAIN = ReinforceConfig(steps=200, batch_size=256, micro_batch_size=8, lr=2e-3, optimizer="adamw",
+                              schedule="cosine", grad_clip=1e-3, kl_coef=0.0, normalize_rewards=False,
+                              parameterization="sigmoid", init_noise=0.01, eval_every=10)
+PAPER_KL_SWEEP = (0.0, 0.1, 0.2, 0.3)  # λ values the paper chooses among on validation
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset("smoke", inspect_prompts=2, inspect_max_new_tokens=8, eval_limit=4, paper_eval_limit=2,
-                    paper_max_new_tokens=16),
-    "tiny": Preset("tiny"),
+    "smoke": Preset("smoke", model_source="offline", inspect_prompts=2, inspect_max_new_tokens=8, eval_limit=4,
+                    paper_eval_limit=2, paper_max_new_tokens=16,
+                    train=replace(TINY_TRAIN, steps=2, batch_size=4, micro_batch_size=4, eval_every=1,
+                                  eval_limit=4, max_new_tokens=16)),
+    "tiny": Preset("tiny", model_source="offline", train=TINY_TRAIN),
     "paper": Preset("paper", model="meta-llama/Meta-Llama-3-8B-Instruct", svd_storage_dtype="bfloat16",
                     inspect_prompts=6, inspect_max_new_tokens=128, suite="paper", paper_eval_limit=None,
-                    paper_max_new_tokens=None, batch_size=64),
+                    paper_max_new_tokens=None, batch_size=64, train=PAPER_TRAIN),
 }
 
 

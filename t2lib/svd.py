@@ -137,7 +137,7 @@ def cache_key(base_fingerprint: str, targets: Sequence[str], storage_dtype: torc
 
 
 def decompose(model: torch.nn.Module, targets: str | Sequence[str] = "mlp", *,
-              device: str | torch.device | None = None, storage_dtype: torch.dtype = torch.float32,
+              device: str | torch.device | None = None, storage_dtype: torch.dtype | str = torch.float32,
               cache: bool | str | Path = True, progress: bool = True) -> Decomposition:
     """Returns the SVD of the model's target matrices, loading it from the cache when present.
 
@@ -152,6 +152,8 @@ def decompose(model: torch.nn.Module, targets: str | Sequence[str] = "mlp", *,
         cache: True for the kit's cache folder, a folder path, or False to skip the cache.
         progress: show a progress bar while decomposing.
     """
+    if isinstance(storage_dtype, str):  # presets name dtypes as strings ("bfloat16")
+        storage_dtype = getattr(torch, storage_dtype)
     suffixes = target_modules(targets)
     names = find_target_names(model, suffixes)
     params = dict(model.named_parameters())

@@ -54,6 +54,15 @@ class SVFModel:
     def base_fingerprint(self) -> str:
         return self.decomp.base_fingerprint
 
+    @property
+    def base_weights(self) -> Mapping[str, torch.Tensor]:
+        """Returns target name -> the exact base matrix (read-only by convention)."""
+        return self._base
+
+    def fingerprint_matches_base(self) -> bool:
+        """Returns True when the live target matrices are exactly the base model's."""
+        return fingerprint((n, p) for n, p in self.params.items()) == self.base_fingerprint
+
     def new_expert(self, *, parameterization: str = "direct", name: str = "expert", noise_std: float = 0.0,
                    seed: int = 0) -> Expert:
         """Returns an expert for this model that starts at the base weights."""

@@ -30,6 +30,8 @@ def test_stored_without_outputs_and_with_four_parts(path):
 def test_executes_on_smoke_preset(path, tmp_path, monkeypatch):
     figures = tmp_path / "figures"
     monkeypatch.setenv("T2_FIGURES_DIR", str(figures))
+    monkeypatch.setenv("T2_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("T2_EXPERTS_DIR", str(tmp_path / "experts"))
     executed = run_notebook(path, tmp_path / "executed", parameters={"PRESET": "smoke"}, progress=False)
     nb = nbformat.read(executed, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]

@@ -1,0 +1,153 @@
+"""Benchmark: the kit's REINFORCE update against a reference-style one, on the same batch.
+
+    .venv/bin/python bench/train_step.py                 # default model (tiny preset), 16 prompts
+    .venv/bin/python bench/train_step.py --batch 16 --micro 8 --repeats 3
+
+Both paths start from the same rollouts (generated once, greedy) and the same z, and produce the
+gradient of the same loss −Σ r·log π(ŷ|x)/N with respect to z:
+- reference-style (the official code's step): every target matrix recomposed as
+  U @ diag_embed(σ·z) @ Vᵀ and copied into the model; then one sample at a time: logits over the
+  whole vocabulary and sequence, log-softmax, gather, backward; then every matrix recomposed again
+  with a graph and backpropagated with its weight's gradient. Model dtype (fp32 on the CPU).
+- kit (`ReinforceTrainer.accumulate_gradient` with the preset's config): one composition
+  (U·(σ·z)) @ Vᵀ with a graph, micro-batches of similar length, LM head only at the answer
+  positions, the passes under bf16 autocast when the preset says so (tiny does), one backward to z.
+- kit in the model's dtype: the same without autocast, to show what batching alone buys.
+Times are the best of `--repeats`, measured in this run, in alternating order (the machine is
+noisy). The script prints how far each gradient is from the reference and the ratios; it asserts
+nothing about speed.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+
+from fishfarm.types import LogprobRequest
+from t2lib.experts import effective_scale
+from t2lib.presets import get_preset
+from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
+from t2lib.train import Session, task_splits
+
+
+def official_compose(f, scale: torch.Tensor) -> torch.Tensor:
+    """W' as the official code builds it: two dense products with a diagonal matrix."""
+    return f.U @ torch.diag_embed(f.S * scale) @ f.Vh
+
+
+def reference_update(trainer: ReinforceTrainer, requests, adv) -> None:
+    """The official code's step structure: sets z.grad."""
+    svf, backend = trainer.svf, trainer.backend
+    decomp, param = svf.decomp, trainer.config.parameterization
+
+    def compose(name):
+        return official_compose(decomp[name], effective_scale(trainer.z[name], decomp[name].S, param))
+
+    with torch.no_grad():
+        for name in trainer.targets:
+            svf.params[name].copy_(compose(name))
+    live = [svf.params[n] for n in trainer.targets]
+    for p in live:
+        p.requires_grad_(True)
+    try:
+        for req, a in zip(requests, adv):
+            prompt = backend.encode(req.prompt)
+            ids = torch.tensor([prompt + list(req.continuation_ids)])
+            logits = svf.model(input_ids=ids).logits[:, len(prompt) - 1:-1].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            chosen = logp.gather(2, ids[:, len(prompt):, None])[..., 0]
+            (-a * chosen.sum() / len(requests)).backward()
+        for name, p in zip(trainer.targets, live):
+            compose(name).backward(p.grad)
+    finally:
+        for p in live:
+            p.requires_grad_(False)
+            p.grad = None
+        svf.restore()
+
+
+def kit_update(trainer: ReinforceTrainer, requests, adv) -> None:
+    composed = trainer.svf.composed_weights(trainer.z, parameterization=trainer.config.parameterization)
+    trainer._load_weights({n: w.detach() for n, w in composed.items()})
+    try:
+        trainer.accumulate_gradient(requests, adv, composed)
+    finally:
+        trainer.svf.restore()
+
+
+def timed(fn, trainer, *args) -> tuple[float, dict[str, torch.Tensor]]:
+    for p in trainer.z.values():
+        p.grad = None
+    start = time.perf_counter()
+    fn(trainer, *args)
+    seconds = time.perf_counter() - start
+    grads = {n: p.grad.clone() for n, p in trainer.z.items()}
+    return seconds, grads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--task", default="add_word")
+    parser.add_argument("--batch", type=int, default=16, help="prompts in the batch")
+    parser.add_argument("--micro", type=int, default=8, help="kit micro-batch size")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    preset = get_preset(args.preset)
+    session = Session(preset, progress=False)
+    task = task_splits(preset, args.task).train
+    base = dict(batch_size=args.batch, micro_batch_size=args.micro, logprob_reduction="sum", grad_clip=None)
+    trainers = {}
+    for label, dtype in (("kit", preset.train.grad_dtype), ("kit, model dtype", None)):
+        with tempfile.TemporaryDirectory() as tmp:
+            trainers[label] = ReinforceTrainer(session.svf, session.backend, task, run_dir=tmp, progress=False,
+                                               config=ReinforceConfig(**base, grad_dtype=dtype))
+    trainer = trainers["kit"]
+    with torch.no_grad():  # a z away from 1, so the gradient is not a special case
+        gen = torch.Generator().manual_seed(0)
+        for n, p in trainer.z.items():
+            p.add_(0.02 * torch.randn(p.shape, generator=gen))
+            trainers["kit, model dtype"].z[n].copy_(p)
+    ids = list(task.ids[:args.batch])
+    requests = [task.request(s) for s in ids]
+    start = time.perf_counter()
+    generations = session.backend.generate(requests, progress=False)
+    rollout_s = time.perf_counter() - start
+    rewards = torch.tensor([1.0 if s.correct else -1.0
+                            for s in task.score_many(ids, [g.text for g in generations])])
+    lp_requests = [LogprobRequest(r.prompt, continuation_ids=g.token_ids) for r, g in zip(requests, generations)]
+    tokens = sum(len(session.backend.encode(r.prompt)) + len(r.continuation_ids) for r in lp_requests)
+    print(f"model {preset.model} ({session.lm.resolved.variant or 'hub'}), {len(trainer.targets)} target matrices, "
+          f"{args.batch} sequences, {tokens} tokens, torch threads {torch.get_num_threads()}")
+    print(f"rollouts (shared by both, greedy): {rollout_s:.2f} s")
+
+    kit_dtype = preset.train.grad_dtype or "model dtype"
+    paths = {"reference": (reference_update, trainer), "kit": (kit_update, trainer),
+             "kit, model dtype": (kit_update, trainers["kit, model dtype"])}
+    best = {name: float("inf") for name in paths}
+    grads = {}
+    for _ in range(args.repeats):
+        for name, (fn, owner) in paths.items():
+            seconds, grads[name] = timed(fn, owner, lp_requests, rewards)
+            best[name] = min(best[name], seconds)
+    ref = grads["reference"]
+    den = sum(float(g.norm() ** 2) for g in ref.values()) ** 0.5
+    for name in ("kit", "kit, model dtype"):
+        num = sum(float((grads[name][n] - ref[n]).norm() ** 2) for n in ref) ** 0.5
+        flat = torch.cat([grads[name][n].flatten() for n in ref])
+        cos = float(torch.nn.functional.cosine_similarity(flat, torch.cat([ref[n].flatten() for n in ref]), dim=0))
+        print(f"gradient of {name!r}: |g - g_ref| / |g_ref| = {num / den:.2e}, cosine {cos:.5f}")
+    print(f"update, reference-style (per-sample loop, official composition): {best['reference']:.2f} s")
+    print(f"update, kit (micro-batches of {args.micro}, {kit_dtype}):{' ' * max(1, 24 - len(kit_dtype))}{best['kit']:.2f} s")
+    print(f"update, kit in the model's dtype:{' ' * 31}{best['kit, model dtype']:.2f} s")
+    print(f"ratio update, reference / kit:               {best['reference'] / best['kit']:.2f}x")
+    print(f"ratio update, reference / kit (model dtype): {best['reference'] / best['kit, model dtype']:.2f}x")
+    print(f"ratio whole step with the shared rollouts:   "
+          f"{(rollout_s + best['reference']) / (rollout_s + best['kit']):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Train SVF experts from the command line (a cluster job, or `make experts`).
+
+    python -m t2lib.train --preset tiny --all              # the three tiny experts (make experts)
+    python -m t2lib.train --preset tiny --task add_word    # one expert; Ctrl-C, rerun: it resumes
+    python -m t2lib.train --preset paper --task gsm8k --kl-coef 0 0.1 0.2 0.3   # λ chosen on validation
+
+Each expert goes to experts/<preset>/<category>.safetensors + .json; the run (checkpoint,
+metrics.jsonl) to build/train/<preset>/<category>/. Base and expert test accuracy go to
+`table1_svf_vs_base.csv` in the preset's figures folder (the paper's Table 1 at this scale).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+from fishfarm.task import Task
+from t2lib.atomic import atomic_write_text
+from t2lib.paths import build_dir, experts_dir, figures_dir
+from t2lib.presets import Preset, get_preset
+from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, spread_ids
+
+# The expert of each category is trained on these tasks (paper Table 1: GSM8K, MBPP, ARC-Easy).
+TRAINING_TASKS = {"tiny": {"math": "add_word", "code": "fn_arith", "reasoning": "arc_easy"},
+                  "paper": {"math": "gsm8k", "code": "mbpp", "reasoning": "arc_easy"}}
+TABLE_COLUMNS = ("expert", "task", "n", "base_accuracy", "expert_accuracy", "gain_points", "best_step",
+                 "steps", "val_base_accuracy", "val_accuracy", "train_seconds", "test_seconds")
+
+
+@dataclass
+class Splits:
+    """The three splits of a training task."""
+    train: Task
+    validation: Task
+    test: Task
+
+
+def task_splits(preset: Preset, task: str) -> Splits:
+    """Returns the train / validation / test splits of a task of the preset's suite.
+
+    "classification" is the dispatch task (training-task prompts labelled by category).
+    """
+    if task == "classification":
+        from fishfarm.tiny import classification_task
+        return Splits(*(classification_task(s) for s in ("train", "validation", "test")))
+    if preset.suite == "tiny":
+        from fishfarm.tiny import tiny_task
+        return Splits(*(tiny_task(task, s) for s in ("train", "validation", "test")))
+    from fishfarm.paper_tasks import paper_task
+    return Splits(*(paper_task(task, s, max_new_tokens=preset.paper_max_new_tokens)
+                    for s in ("train", "validation", "test")))
+
+
+def expert_name(preset: Preset, task: str) -> str:
+    """Returns the category an expert trained on `task` is named after ("math", ...)."""
+    if task == "classification":
+        return "classification"
+    for category, name in TRAINING_TASKS.get(preset.suite, {}).items():
+        if name == task:
+            return category
+    return task
+
+
+class Session:
+    """The preset's base model, SVF wrapper and backend, loaded once for several experts."""
+
+    def __init__(self, preset: Preset, *, progress: bool = True):
+        from fishfarm import HFBackend
+        from t2lib.svd import decompose
+        from t2lib.svf import SVFModel
+
+        self.preset = preset
+        self.lm = preset.load_model()
+        decomp = decompose(self.lm.model, preset.targets, storage_dtype=preset.svd_storage_dtype,
+                           progress=progress)
+        self.svf = SVFModel(self.lm.model, decomp, model_id=preset.model, base_variant=self.lm.resolved.variant)
+        self.backend = HFBackend(self.lm.model, self.lm.tokenizer, batch_size=preset.batch_size,
+                                 max_batch_tokens=preset.max_batch_tokens,
+                                 logprob_batch_size=preset.logprob_batch_size, progress=progress)
+
+
+def train_expert(session: Session, task: str, *, config: ReinforceConfig | None = None,
+                 kl_coefs: Sequence[float] | None = None, out: str | Path | None = None,
+                 run_dir: str | Path | None = None, fresh: bool = False, test: bool = True,
+                 progress: bool = True) -> dict:
+    """Trains (or resumes) one expert, saves it and returns its row of Table 1.
+
+    Args:
+        session: the loaded base model.
+        task: a training task of the preset's suite, or "classification".
+        config: training settings (default: the preset's).
+        kl_coefs: train once per λ and keep the best on validation (paper: {0, 0.1, 0.2, 0.3}).
+        out: expert path stem (default experts/<preset>/<category>).
+        run_dir: checkpoint folder (default build/train/<preset>/<category>).
+        fresh: ignore earlier checkpoints.
+        test: evaluate the base model and the expert on the test split.
+    """
+    preset = session.preset
+    config = config or preset.train
+    name = expert_name(preset, task)
+    splits = task_splits(preset, task)
+    run_root = Path(run_dir) if run_dir else build_dir() / "train" / preset.name / name
+    best = None
+    for kl in (kl_coefs or [config.kl_coef]):
+        cfg = replace(config, kl_coef=kl)
+        folder = run_root / f"kl{kl:g}" if kl_coefs and len(kl_coefs) > 1 else run_root
+        trainer = ReinforceTrainer(session.svf, session.backend, splits.train, config=cfg, run_dir=folder,
+                                   validation=splits.validation, name=name, progress=progress)
+        result = trainer.train(fresh=fresh)
+        if best is None or result.expert.metrics["val_accuracy"] > best[1].expert.metrics["val_accuracy"]:
+            best = (trainer, result)
+    trainer, result = best
+    expert = result.expert
+    row = {"expert": name, "task": task, "best_step": result.best_step, "steps": config.steps,
+           "val_base_accuracy": expert.metrics["val_base_accuracy"], "val_accuracy": expert.metrics["val_accuracy"],
+           "train_seconds": round(result.train_seconds, 1)}
+    if test:
+        started = time.perf_counter()
+        ids = spread_ids(splits.test.ids, preset.eval_limit)
+        base = trainer.evaluate(splits.test, None, limit=preset.eval_limit, progress=progress)
+        tuned = trainer.evaluate(splits.test, expert.z, progress=progress, limit=preset.eval_limit)
+        row.update(n=len(ids), base_accuracy=round(base, 4), expert_accuracy=round(tuned, 4),
+                   gain_points=round(100 * (tuned - base), 1), test_seconds=round(time.perf_counter() - started, 1))
+        expert.metrics.update(test_accuracy=tuned, test_base_accuracy=base, test_n=len(ids))
+    expert.config = {"task": task, "preset": preset.name, **asdict(trainer.config)}
+    path = expert.save(out or experts_dir(preset.name) / name)
+    row["path"] = str(path)
+    return row
+
+
+def write_table(rows: Sequence[dict], preset: Preset) -> Path:
+    """Merges rows into the preset's table1_svf_vs_base.csv (one row per expert); returns its path."""
+    path = figures_dir(preset.name) / "table1_svf_vs_base.csv"
+    merged: dict[str, dict] = {}
+    if path.exists():
+        merged = {r["expert"]: r for r in csv.DictReader(path.open())}
+    for row in rows:
+        if "base_accuracy" in row:
+            merged[row["expert"]] = {k: row.get(k, "") for k in TABLE_COLUMNS}
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS)
+    writer.writeheader()
+    writer.writerows(merged[k] for k in sorted(merged))
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train SVF experts with REINFORCE (resumes by default).")
+    parser.add_argument("--preset", default="tiny", help="smoke | tiny | paper (default: tiny)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", help="training task, e.g. add_word, gsm8k, or classification")
+    which.add_argument("--all", action="store_true", help="the preset's three training tasks")
+    parser.add_argument("--out", help="expert path stem (one task only)")
+    parser.add_argument("--run-dir", help="checkpoint folder (one task only)")
+    parser.add_argument("--fresh", action="store_true", help="ignore checkpoints of earlier runs")
+    parser.add_argument("--no-test", action="store_true", help="skip the test-split evaluation")
+    parser.add_argument("--kl-coef", type=float, nargs="+", help="λ values; several: best on validation")
+    for key in ("steps", "batch_size", "micro_batch_size", "eval_every", "seed"):
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int)
+    parser.add_argument("--lr", type=float)
+    args = parser.parse_args(argv)
+    preset = get_preset(args.preset)
+    overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "micro_batch_size", "eval_every", "seed", "lr")
+                 if getattr(args, k) is not None}
+    config = replace(preset.train, **overrides)
+    tasks = list(TRAINING_TASKS[preset.suite].values()) if args.all else [args.task]
+    if len(tasks) > 1 and (args.out or args.run_dir):
+        parser.error("--out and --run-dir name one expert; use them with --task")
+    session = Session(preset)
+    rows = []
+    for task in tasks:
+        row = train_expert(session, task, config=config, kl_coefs=args.kl_coef, out=args.out,
+                           run_dir=args.run_dir, fresh=args.fresh, test=not args.no_test)
+        rows.append(row)
+        summary = (f"test {row['base_accuracy']:.1%} -> {row['expert_accuracy']:.1%}"
+                   if "base_accuracy" in row else f"validation {row['val_accuracy']:.1%}")
+        print(f"{row['expert']} ({task}): {summary}, best step {row['best_step']}, "
+              f"trained in {row['train_seconds']:.0f} s -> {row['path']}", flush=True)
+    if any("base_accuracy" in r for r in rows):
+        print(f"wrote {write_table(rows, preset)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The training CLI on the real default model (smoke preset), and the shipped experts."""
+import csv
+import json
+
+import pytest
+import torch
+
+from t2lib.experts import Expert
+from t2lib.paths import EXPERTS_DIR
+from t2lib.presets import get_preset
+from t2lib.reinforce import read_metrics
+from t2lib.train import TRAINING_TASKS, expert_name, main, write_table
+
+
+@pytest.mark.integration
+def test_cli_trains_saves_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("T2_FIGURES_DIR", str(tmp_path / "figures"))
+    args = ["--preset", "smoke", "--task", "add_word", "--out", str(tmp_path / "math"),
+            "--run-dir", str(tmp_path / "run")]
+    assert main(args) == 0
+    expert = Expert.load(tmp_path / "math")
+    meta = json.loads((tmp_path / "math.json").read_text())
+    assert meta["config"]["task"] == "add_word" and meta["config"]["steps"] == 2
+    assert {"test_accuracy", "test_base_accuracy", "val_accuracy", "evals"} <= set(meta["metrics"])
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [0, 1, 2] and "val_accuracy" in rows[0]
+    table = list(csv.DictReader((tmp_path / "figures" / "table1_svf_vs_base.csv").open()))
+    assert [r["expert"] for r in table] == ["math"] and table[0]["n"] == "4"
+    out = capsys.readouterr().out
+    assert "math (add_word): test" in out
+
+    # A second run finds the finished checkpoint: no new steps, the same expert.
+    assert main(args) == 0
+    again = Expert.load(tmp_path / "math")
+    assert all(torch.equal(expert.z[n], again.z[n]) for n in expert.z)
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [0, 1, 2]
+
+
+def test_table_merges_rows_by_expert(tmp_path, monkeypatch):
+    monkeypatch.setenv("T2_FIGURES_DIR", str(tmp_path))
+    preset = get_preset("tiny")
+    write_table([{"expert": "math", "base_accuracy": 0.2, "expert_accuracy": 0.5}], preset)
+    path = write_table([{"expert": "code", "base_accuracy": 0.4, "expert_accuracy": 0.6},
+                        {"expert": "math", "base_accuracy": 0.2, "expert_accuracy": 0.7}], preset)
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["expert"], r["expert_accuracy"]) for r in rows] == [("code", "0.6"), ("math", "0.7")]
+
+
+def test_expert_names_follow_categories():
+    tiny = get_preset("tiny")
+    assert [expert_name(tiny, t) for t in TRAINING_TASKS["tiny"].values()] == ["math", "code", "reasoning"]
+    assert expert_name(tiny, "classification") == "classification"
+
+
+def test_the_cli_refuses_out_with_all(capsys):
+    with pytest.raises(SystemExit):
+        main(["--preset", "smoke", "--all", "--out", "x"])
+    assert "--out and --run-dir name one expert" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("category", ["math", "code", "reasoning"])
+def test_shipped_tiny_experts_load_and_record_their_training(category):
+    path = EXPERTS_DIR / "tiny" / category
+    expert = Expert.load(path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["config"]["task"] == TRAINING_TASKS["tiny"][category] and meta["config"]["preset"] == "tiny"
+    assert expert.base_variant == "gguf-q4_1" and len(expert.z) == 90
+    m = meta["metrics"]
+    # What the expert's own training measured: the gain the kit promises on the tiny preset.
+    assert m["test_accuracy"] - m["test_base_accuracy"] >= 0.15
+    assert m["train_seconds"] <= 600
