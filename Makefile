@@ -8,13 +8,14 @@ OUT    ?= build/notebooks
 STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv reproduce test lab notebooks baseline experts clean-venv help
+.PHONY: venv reproduce test lab notebooks baseline experts adapt clean-venv help
 
 help:
 	@echo "make reproduce   run every notebook in order on PRESET=$(PRESET), writing figures/"
 	@echo "make test        unit, integration and notebook tests"
 	@echo "make baseline    base model accuracy on every task of PRESET=$(PRESET) (figures/baseline_*.csv)"
-	@echo "make experts     retrain the three experts of PRESET=$(PRESET) (experts/tiny/ ships them; resumes)"
+	@echo "make experts     retrain the experts of PRESET=$(PRESET) (experts/tiny/ ships them; resumes)"
+	@echo "make adapt       base / prompt / cls-expert / few-shot on the unseen tasks (figures/table2_adaptation.csv)"
 	@echo "make lab         open JupyterLab on notebooks/"
 	@echo "make venv        (re)build .venv from requirements/ (done by the targets above)"
 
@@ -38,6 +39,9 @@ baseline: $(STAMP)
 
 experts: $(STAMP)
 	$(BIN)/python -m t2lib.train --preset $(PRESET) --all
+
+adapt: $(STAMP)
+	$(BIN)/python -m t2lib.adapt --preset $(PRESET)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

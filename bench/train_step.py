@@ -26,65 +26,11 @@ import time
 import torch
 
 from fishfarm.types import LogprobRequest
-from t2lib.experts import effective_scale
 from t2lib.presets import get_preset
 from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
 from t2lib.train import Session, task_splits
 
-
-def official_compose(f, scale: torch.Tensor) -> torch.Tensor:
-    """W' as the official code builds it: two dense products with a diagonal matrix."""
-    return f.U @ torch.diag_embed(f.S * scale) @ f.Vh
-
-
-def reference_update(trainer: ReinforceTrainer, requests, adv) -> None:
-    """The official code's step structure: sets z.grad."""
-    svf, backend = trainer.svf, trainer.backend
-    decomp, param = svf.decomp, trainer.config.parameterization
-
-    def compose(name):
-        return official_compose(decomp[name], effective_scale(trainer.z[name], decomp[name].S, param))
-
-    with torch.no_grad():
-        for name in trainer.targets:
-            svf.params[name].copy_(compose(name))
-    live = [svf.params[n] for n in trainer.targets]
-    for p in live:
-        p.requires_grad_(True)
-    try:
-        for req, a in zip(requests, adv):
-            prompt = backend.encode(req.prompt)
-            ids = torch.tensor([prompt + list(req.continuation_ids)])
-            logits = svf.model(input_ids=ids).logits[:, len(prompt) - 1:-1].float()
-            logp = torch.log_softmax(logits, dim=-1)
-            chosen = logp.gather(2, ids[:, len(prompt):, None])[..., 0]
-            (-a * chosen.sum() / len(requests)).backward()
-        for name, p in zip(trainer.targets, live):
-            compose(name).backward(p.grad)
-    finally:
-        for p in live:
-            p.requires_grad_(False)
-            p.grad = None
-        svf.restore()
-
-
-def kit_update(trainer: ReinforceTrainer, requests, adv) -> None:
-    composed = trainer.svf.composed_weights(trainer.z, parameterization=trainer.config.parameterization)
-    trainer._load_weights({n: w.detach() for n, w in composed.items()})
-    try:
-        trainer.accumulate_gradient(requests, adv, composed)
-    finally:
-        trainer.svf.restore()
-
-
-def timed(fn, trainer, *args) -> tuple[float, dict[str, torch.Tensor]]:
-    for p in trainer.z.values():
-        p.grad = None
-    start = time.perf_counter()
-    fn(trainer, *args)
-    seconds = time.perf_counter() - start
-    grads = {n: p.grad.clone() for n, p in trainer.z.items()}
-    return seconds, grads
+from steps import kit_update, reference_update, timed  # bench/steps.py
 
 
 def main() -> None:

@@ -97,3 +97,46 @@ def plot_learning_curve(rows: Sequence[dict], *, title: str = "") -> plt.Figure:
     ax.grid(alpha=0.3)
     return fig
 
+
+
+def plot_confusion(counts, *, rows: Sequence[str], cols: Sequence[str], title: str = "") -> plt.Figure:
+    """Returns a heatmap of counts[i, j] (gold rows[i], predicted cols[j]) with the numbers written in."""
+    data = np.asarray(counts, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.1 * len(cols) + 2.5, 0.6 * len(rows) + 1.2))
+    ax.imshow(data, cmap="Blues", vmin=0, vmax=max(1.0, data.max()))
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("dispatched to")
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            ax.text(j, i, f"{int(data[i, j])}", ha="center", va="center",
+                    color="white" if data[i, j] > data.max() / 2 else "black", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_alpha(alphas: dict, *, experts: Sequence[str]) -> plt.Figure:
+    """Returns the mixing weights found per task: bars (one α per expert) or a heatmap per task
+    (one α per expert per layer)."""
+    tasks = list(alphas)
+    per_layer = any(np.asarray(a).ndim == 2 for a in alphas.values())
+    if not per_layer:
+        fig, ax = plt.subplots(figsize=(1.6 * len(tasks) + 2, 3.0))
+        width = 0.8 / len(experts)
+        for k, name in enumerate(experts):
+            ax.bar(np.arange(len(tasks)) + k * width, [float(np.asarray(alphas[t])[k]) for t in tasks], width,
+                   label=name)
+        ax.set_xticks(np.arange(len(tasks)) + width * (len(experts) - 1) / 2, tasks)
+        ax.set_ylabel("α")
+        ax.legend(fontsize=8, title="expert", title_fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        return fig
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(7, 1.3 * len(tasks) + 0.6), squeeze=False)
+    for ax, t in zip(axes[:, 0], tasks):
+        im = ax.imshow(np.asarray(alphas[t]), aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        ax.set_yticks(range(len(experts)), experts)
+        ax.set_title(t, fontsize=9)
+    axes[-1, 0].set_xlabel("layer")
+    fig.colorbar(im, ax=axes[:, 0].tolist(), label="α", fraction=0.03)
+    return fig

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from t2lib.models import DEFAULT_MODEL, LoadedModel, load_model
+from t2lib.cem import CEMConfig
 from t2lib.reinforce import ReinforceConfig
 
 
@@ -30,6 +31,13 @@ class Preset:
         max_batch_tokens: cap on a batch's padded prompt tokens (long prompts: smaller batches).
         logprob_batch_size: sequences per forward pass when only scoring.
         train: how experts are trained (`t2lib.reinforce.ReinforceConfig`).
+        experts: which expert set (folder under experts/) adaptation uses; smoke uses the shipped
+            tiny experts, which share its base weights.
+        dispatch_mode: how pass 1 reads the classification prompt: "choice" (category likelihoods)
+            or "generate" (the paper's: generate, parse the box).
+        cem: the few-shot search over mixing weights α.
+        train_kl_sweep: λ values to train each expert with, keeping the best on validation
+            (empty: `train.kl_coef` alone).
     """
 
     name: str
@@ -48,6 +56,14 @@ class Preset:
     max_batch_tokens: int | None = 6144
     logprob_batch_size: int = 16
     train: ReinforceConfig = field(default_factory=ReinforceConfig)
+    train_kl_sweep: tuple[float, ...] = ()
+    experts: str = ""
+    dispatch_mode: str = "choice"
+    cem: CEMConfig = field(default_factory=CEMConfig)
+
+    def __post_init__(self):
+        if not self.experts:
+            object.__setattr__(self, "experts", self.name)
 
     def load_model(self, *, device=None) -> LoadedModel:
         """Returns the preset's base model, loaded from its pinned source."""
@@ -67,15 +83,20 @@ PAPER_TRAIN = ReinforceConfig(steps=200, batch_size=256, micro_batch_size=8, lr=
                               parameterization="sigmoid", init_noise=0.01, eval_every=10)
 PAPER_KL_SWEEP = (0.0, 0.1, 0.2, 0.3)  # λ values the paper chooses among on validation
 
+# Tiny: one α per expert, 8 candidates x 4 iterations on 10 shots (~2-3 min per task on 2 cores).
+TINY_CEM = CEMConfig(shots=10, population=8, elite_ratio=0.25, iterations=4, per_layer=False)
+
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset("smoke", model_source="offline", inspect_prompts=2, inspect_max_new_tokens=8, eval_limit=4,
+    "smoke": Preset("smoke", model_source="offline", experts="tiny", inspect_prompts=2, inspect_max_new_tokens=8, eval_limit=4,
                     paper_eval_limit=2, paper_max_new_tokens=16,
                     train=replace(TINY_TRAIN, steps=2, batch_size=4, micro_batch_size=4, eval_every=1,
-                                  eval_limit=4, max_new_tokens=16)),
-    "tiny": Preset("tiny", model_source="offline", train=TINY_TRAIN),
+                                  eval_limit=4, max_new_tokens=16),
+                    cem=CEMConfig(shots=2, population=2, elite_ratio=0.5, iterations=1, per_layer=False)),
+    "tiny": Preset("tiny", model_source="offline", train=TINY_TRAIN, cem=TINY_CEM),
     "paper": Preset("paper", model="meta-llama/Meta-Llama-3-8B-Instruct", svd_storage_dtype="bfloat16",
                     inspect_prompts=6, inspect_max_new_tokens=128, suite="paper", paper_eval_limit=None,
-                    paper_max_new_tokens=None, batch_size=64, train=PAPER_TRAIN),
+                    paper_max_new_tokens=None, batch_size=64, train=PAPER_TRAIN,
+                    train_kl_sweep=PAPER_KL_SWEEP, dispatch_mode="generate", cem=CEMConfig()),
 }
 
 

@@ -213,7 +213,6 @@ class ReinforceTrainer:
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.steps)
         else:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
-        self.sampling = self._sampling(task)
         self.step_done = 0
         self.best = {"step": 0, "accuracy": -1.0, "z": None}
         self.evals: list[dict] = []
@@ -246,7 +245,7 @@ class ReinforceTrainer:
         """Restores the state of an earlier run in `run_dir`; returns False when there is none."""
         if not self.checkpoint_path.exists():
             return False
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
         if state.get("version") != CHECKPOINT_VERSION or state["identity"] != self.identity():
             mine, theirs = self.identity(), state.get("identity", {})
             diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))

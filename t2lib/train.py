@@ -1,6 +1,6 @@
 """Train SVF experts from the command line (a cluster job, or `make experts`).
 
-    python -m t2lib.train --preset tiny --all              # the three tiny experts (make experts)
+    python -m t2lib.train --preset tiny --all              # the tiny experts (make experts)
     python -m t2lib.train --preset tiny --task add_word    # one expert; Ctrl-C, rerun: it resumes
     python -m t2lib.train --preset paper --task gsm8k --kl-coef 0 0.1 0.2 0.3   # λ chosen on validation
 
@@ -28,7 +28,7 @@ from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, spread_ids
 TRAINING_TASKS = {"tiny": {"math": "add_word", "code": "fn_arith", "reasoning": "arc_easy"},
                   "paper": {"math": "gsm8k", "code": "mbpp", "reasoning": "arc_easy"}}
 TABLE_COLUMNS = ("expert", "task", "n", "base_accuracy", "expert_accuracy", "gain_points", "best_step",
-                 "steps", "val_base_accuracy", "val_accuracy", "train_seconds", "test_seconds")
+                 "steps", "kl_coef", "val_base_accuracy", "val_accuracy", "train_seconds", "test_seconds")
 
 
 @dataclass
@@ -42,7 +42,8 @@ class Splits:
 def task_splits(preset: Preset, task: str) -> Splits:
     """Returns the train / validation / test splits of a task of the preset's suite.
 
-    "classification" is the dispatch task (training-task prompts labelled by category).
+    "classification" is the dispatch task (training-task prompts labelled by category; the
+    tiny suite's: its prompts are the tiny training tasks').
     """
     if task == "classification":
         from fishfarm.tiny import classification_task
@@ -93,7 +94,8 @@ def train_expert(session: Session, task: str, *, config: ReinforceConfig | None 
         session: the loaded base model.
         task: a training task of the preset's suite, or "classification".
         config: training settings (default: the preset's).
-        kl_coefs: train once per λ and keep the best on validation (paper: {0, 0.1, 0.2, 0.3}).
+        kl_coefs: train once per λ and keep the best on validation (paper: {0, 0.1, 0.2, 0.3});
+            default: the preset's `train_kl_sweep`, else `config.kl_coef`.
         out: expert path stem (default experts/<preset>/<category>).
         run_dir: checkpoint folder (default build/train/<preset>/<category>).
         fresh: ignore earlier checkpoints.
@@ -105,9 +107,10 @@ def train_expert(session: Session, task: str, *, config: ReinforceConfig | None 
     splits = task_splits(preset, task)
     run_root = Path(run_dir) if run_dir else build_dir() / "train" / preset.name / name
     best = None
-    for kl in (kl_coefs or [config.kl_coef]):
+    kl_coefs = list(kl_coefs or preset.train_kl_sweep or [config.kl_coef])
+    for kl in kl_coefs:
         cfg = replace(config, kl_coef=kl)
-        folder = run_root / f"kl{kl:g}" if kl_coefs and len(kl_coefs) > 1 else run_root
+        folder = run_root / f"kl{kl:g}" if len(kl_coefs) > 1 else run_root
         trainer = ReinforceTrainer(session.svf, session.backend, splits.train, config=cfg, run_dir=folder,
                                    validation=splits.validation, name=name, progress=progress)
         result = trainer.train(fresh=fresh)
@@ -116,6 +119,7 @@ def train_expert(session: Session, task: str, *, config: ReinforceConfig | None 
     trainer, result = best
     expert = result.expert
     row = {"expert": name, "task": task, "best_step": result.best_step, "steps": config.steps,
+           "kl_coef": trainer.config.kl_coef,
            "val_base_accuracy": expert.metrics["val_base_accuracy"], "val_accuracy": expert.metrics["val_accuracy"],
            "train_seconds": round(result.train_seconds, 1)}
     if test:
@@ -154,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preset", default="tiny", help="smoke | tiny | paper (default: tiny)")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--task", help="training task, e.g. add_word, gsm8k, or classification")
-    which.add_argument("--all", action="store_true", help="the preset's three training tasks")
+    which.add_argument("--all", action="store_true",
+                       help="the preset's three training tasks (tiny suite: and the classification expert)")
     parser.add_argument("--out", help="expert path stem (one task only)")
     parser.add_argument("--run-dir", help="checkpoint folder (one task only)")
     parser.add_argument("--fresh", action="store_true", help="ignore checkpoints of earlier runs")
@@ -168,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "micro_batch_size", "eval_every", "seed", "lr")
                  if getattr(args, k) is not None}
     config = replace(preset.train, **overrides)
-    tasks = list(TRAINING_TASKS[preset.suite].values()) if args.all else [args.task]
+    tasks = [args.task]
+    if args.all:
+        tasks = list(TRAINING_TASKS[preset.suite].values()) + (["classification"] if preset.suite == "tiny" else [])
     if len(tasks) > 1 and (args.out or args.run_dir):
         parser.error("--out and --run-dir name one expert; use them with --task")
     session = Session(preset)

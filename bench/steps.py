@@ -1,0 +1,76 @@
+"""Update steps the benchmarks compare: the kit's and a reference in the official code's style.
+
+Both set z.grad of a `ReinforceTrainer` to the gradient of −Σ r·log π(ŷ|x)/N for the same
+rollouts; `timed` runs one and returns (seconds, gradients).
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from t2lib.experts import effective_scale
+from t2lib.reinforce import ReinforceTrainer
+
+
+def official_compose(f, scale: torch.Tensor) -> torch.Tensor:
+    """W' as the official code builds it: two dense products with a diagonal matrix."""
+    return f.U.float() @ torch.diag_embed((f.S * scale).float()) @ f.Vh.float()
+
+
+def reference_update(trainer: ReinforceTrainer, requests, adv) -> None:
+    """The official code's step structure: sets z.grad."""
+    svf, backend = trainer.svf, trainer.backend
+    decomp, param = svf.decomp, trainer.config.parameterization
+
+    def compose(name):
+        return official_compose(decomp[name], effective_scale(trainer.z[name], decomp[name].S, param))
+
+    with torch.no_grad():
+        for name in trainer.targets:
+            svf.params[name].copy_(compose(name))
+    live = [svf.params[n] for n in trainer.targets]
+    for p in live:
+        p.requires_grad_(True)
+    try:
+        for req, a in zip(requests, adv):
+            prompt = backend.encode(req.prompt)
+            ids = torch.tensor([prompt + list(req.continuation_ids)], device=backend.device)
+            logits = svf.model(input_ids=ids).logits[:, len(prompt) - 1:-1].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            chosen = logp.gather(2, ids[:, len(prompt):, None])[..., 0]
+            (-a * chosen.sum() / len(requests)).backward()
+        for name, p in zip(trainer.targets, live):
+            compose(name).backward(p.grad.float())
+    finally:
+        for p in live:
+            p.requires_grad_(False)
+            p.grad = None
+        svf.restore()
+
+
+def kit_update(trainer: ReinforceTrainer, requests, adv) -> None:
+    composed = trainer.svf.composed_weights(trainer.z, parameterization=trainer.config.parameterization)
+    trainer._load_weights({n: w.detach() for n, w in composed.items()})
+    try:
+        trainer.accumulate_gradient(requests, adv, composed)
+    finally:
+        trainer.svf.restore()
+
+
+def sync() -> None:
+    """Waits for queued GPU work, so wall-clock times mean something."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn, trainer, *args) -> tuple[float, dict[str, torch.Tensor]]:
+    for p in trainer.z.values():
+        p.grad = None
+    sync()
+    start = time.perf_counter()
+    fn(trainer, *args)
+    sync()
+    seconds = time.perf_counter() - start
+    grads = {n: p.grad.clone() for n, p in trainer.z.items()}
+    return seconds, grads

@@ -1,0 +1,185 @@
+"""Few-shot adaptation (paper §3.2): search the mixing weights α of the experts with CEM.
+
+On k labelled examples ("shots") of a new task, the cross-entropy method samples a population of
+α, mixes the experts into z' = Σ α_k z_k for each, answers the shots with z' applied, and refits a
+Gaussian to the elite fraction. A candidate's fitness is its accuracy on the shots; ties are broken
+by the mean per-token log-likelihood of its correct answers (as in the official code). The best
+candidate seen is returned. Nothing here looks at the task's test answers: shots come from the
+caller, who scores the result on the test split minus the shots.
+
+Mixing: with the "sigmoid" parameterization (the official code's) z' = Σ α_k z_k, as in the paper.
+With "direct" (z = 1 is the base model) the mixture is taken around the base,
+z' = 1 + Σ α_k (z_k − 1), which is the paper's formula whenever Σ α_k = 1 and keeps α = 0 at the
+base model instead of at z = 0 (all singular values removed).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from fishfarm.task import Task
+from fishfarm.types import LogprobRequest
+from t2lib.experts import Expert, identity_value, mix
+from t2lib.svd import parse_target
+from t2lib.svf import SVFModel
+
+
+@dataclass(frozen=True)
+class CEMConfig:
+    """Settings of the few-shot search over α.
+
+    Args:
+        shots: labelled examples of the new task (paper: 10).
+        population: candidates per iteration (official: 32).
+        elite_ratio: share of the population the Gaussian is refitted to (official: 0.2).
+        iterations: CEM iterations (paper: at most 100; official script: 50).
+        per_layer: one α per expert per layer (official code) instead of one per expert.
+        init_std: standard deviation of the first population around the uniform mixture 1/K.
+        bounds: α is clipped to this interval (official: [0, 1]).
+        min_std: floor on the standard deviation (keeps the search from collapsing at once).
+        seed: drives the sampling.
+    """
+    shots: int = 10
+    population: int = 32
+    elite_ratio: float = 0.2
+    iterations: int = 50
+    per_layer: bool = True
+    init_std: float = 0.3
+    bounds: tuple[float, float] = (0.0, 1.0)
+    min_std: float = 0.02
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.population < 2 or self.iterations < 1 or self.shots < 1:
+            raise ValueError("CEMConfig needs population >= 2, iterations >= 1 and shots >= 1")
+        if not 0 < self.elite_ratio <= 1:
+            raise ValueError(f"CEMConfig.elite_ratio must be in (0, 1], got {self.elite_ratio}")
+
+    @property
+    def num_elites(self) -> int:
+        return max(1, math.ceil(self.population * self.elite_ratio))
+
+
+@dataclass
+class CEMResult:
+    """The outcome of a search.
+
+    Args:
+        alpha: the best mixing weights, shape [K] or [K, L].
+        expert: the experts mixed with `alpha`.
+        accuracy: its accuracy on the shots.
+        loglik: the mean log-likelihood of its correct answers (−inf when none is correct).
+        history: per iteration: best / mean accuracy of the population, std of the Gaussian.
+        evaluations: candidates evaluated; seconds: wall time.
+    """
+    alpha: torch.Tensor
+    expert: Expert
+    accuracy: float
+    loglik: float
+    history: list[dict] = field(default_factory=list)
+    evaluations: int = 0
+    seconds: float = 0.0
+
+
+def mix_experts(experts: Sequence[Expert], alpha: torch.Tensor, *, name: str = "few-shot") -> Expert:
+    """Returns the mixture of `experts` with weights `alpha` (module docstring for the two forms)."""
+    first = experts[0]
+    if first.parameterization != "direct":
+        return mix(experts, alpha, name=name)
+    base = identity_value("direct")
+    shifted = [Expert({n: v - base for n, v in e.z.items()}, e.base_model, e.base_fingerprint, e.parameterization,
+                      e.name, e.base_variant) for e in experts]
+    mixed = mix(shifted, alpha, name=name)
+    mixed.z = {n: v + base for n, v in mixed.z.items()}
+    return mixed
+
+
+class CEMSearch:
+    """Searches α on the shots of one task.
+
+    Args:
+        svf: the base model wrapped for SVF.
+        backend: generates with the live model.
+        experts: the K experts to mix (same base model, targets and parameterization).
+        config: the search settings.
+        progress: show a progress bar over iterations.
+    """
+
+    def __init__(self, svf: SVFModel, backend, experts: Sequence[Expert], *, config: CEMConfig = CEMConfig(),
+                 progress: bool = True):
+        if len(experts) < 1:
+            raise ValueError("CEM needs at least one expert to mix")
+        self.svf, self.backend, self.experts, self.config = svf, backend, list(experts), config
+        self.progress = progress
+        self.num_layers = max(parse_target(n)[0] for n in experts[0].z) + 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        k = len(self.experts)
+        return (k, self.num_layers) if self.config.per_layer else (k,)
+
+    def fitness(self, task: Task, shot_ids: Sequence[str], alpha: torch.Tensor) -> tuple[float, float]:
+        """Returns (accuracy on the shots, mean log-likelihood of the correct answers) with α applied."""
+        with self.svf.using(mix_experts(self.experts, alpha)):
+            result = task.evaluate(self.backend, sample_ids=shot_ids, progress=False)
+            correct = [s for s in result.samples if s.score.correct]
+            if not correct:
+                return result.accuracy, float("-inf")
+            requests = [LogprobRequest(task.request(s.sample_id).prompt, s.answer) for s in correct]
+            return result.accuracy, float(self.backend.logprobs(requests).mean().mean())
+
+    def search(self, task: Task, shot_ids: Sequence[str]) -> CEMResult:
+        """Returns the best α found on `shot_ids` of `task` (the shots only: never the test split)."""
+        c = self.config
+        started = time.perf_counter()
+        gen = torch.Generator().manual_seed(c.seed)
+        mean = torch.full(self.shape, 1.0 / len(self.experts))
+        std = torch.full(self.shape, c.init_std)
+        best: tuple[float, float, torch.Tensor] | None = None
+        history, evaluations = [], 0
+        bar = tqdm(range(c.iterations), desc=f"CEM {task.name}", unit="iter", disable=not self.progress)
+        for it in bar:
+            samples = (mean + std * torch.randn((c.population, *self.shape), generator=gen)).clamp(*c.bounds)
+            if it == 0:
+                samples[0] = mean  # the uniform mixture is always among the candidates
+            elif best is not None:
+                samples[0] = best[2]  # re-evaluated by construction: its score is cached below
+            scored = []
+            for alpha in samples:
+                if best is not None and torch.equal(alpha, best[2]):
+                    acc, ll = best[0], best[1]
+                else:
+                    acc, ll = self.fitness(task, shot_ids, alpha)
+                    evaluations += 1
+                scored.append((acc, ll, alpha))
+            scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
+            if best is None or (scored[0][0], scored[0][1]) > (best[0], best[1]):
+                best = scored[0]
+            elites = torch.stack([s[2] for s in scored[:c.num_elites]])
+            mean = elites.mean(0)
+            std = elites.std(0, unbiased=False).clamp(min=c.min_std) if len(elites) > 1 else std
+            history.append({"iteration": it, "best_accuracy": scored[0][0],
+                            "mean_accuracy": sum(s[0] for s in scored) / len(scored),
+                            "std": float(std.mean())})
+            bar.set_postfix(best=f"{best[0]:.0%}")
+        acc, ll, alpha = best
+        return CEMResult(alpha=alpha, expert=mix_experts(self.experts, alpha), accuracy=acc, loglik=ll,
+                         history=history, evaluations=evaluations, seconds=time.perf_counter() - started)
+
+
+def draw_shots(ids: Sequence[str], k: int, *, seed: int) -> tuple[list[str], list[str]]:
+    """Returns (k shot ids, the remaining ids), drawn with a seeded shuffle."""
+    import random
+
+    ids = list(ids)
+    if k >= len(ids):
+        raise ValueError(f"cannot draw {k} shots from {len(ids)} samples and keep some to score on")
+    order = ids[:]
+    random.Random(f"shots:{seed}").shuffle(order)
+    shots = set(order[:k])
+    return [i for i in ids if i in shots], [i for i in ids if i not in shots]

@@ -1,0 +1,169 @@
+"""The two-pass Transformer² model (paper §3.2): pass 1 adapts, pass 2 answers.
+
+    t2 = Transformer2(svf, backend, experts={"math": m, "code": c, "reasoning": r}, strategy="prompt")
+    reply = t2.answer("Tom has 3 apples and buys 4 more. How many apples does he have?")
+    reply.label, reply.text, reply.first_pass_s, reply.second_pass_s
+
+Strategies (pass 1):
+- "base": no adaptation (the reference row of every table);
+- "prompt": the base model classifies the prompt with the paper's classification prompt
+  (`PromptDispatcher`); "other" is answered with the base weights (the official code reuses
+  whichever expert was loaded last);
+- "cls-expert": the same prompt read with the classification expert applied;
+- "few-shot": `adapt(task, shot_ids)` searches mixing weights α on a few labelled examples of
+  the task (`t2lib.cem`); every prompt is then answered by that mixture.
+`evaluate` runs both passes over a task in batches and reports their times separately (the
+paper's Table 3).
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from fishfarm.task import Task
+from fishfarm.types import GenerationRequest, Prompt, SampleResult, SamplingParams
+from t2lib.cem import CEMConfig, CEMResult, CEMSearch
+from t2lib.dispatch import PromptDispatcher
+from t2lib.experts import Expert
+from t2lib.svf import SVFModel
+
+STRATEGIES = ("base", "prompt", "cls-expert", "few-shot")
+
+
+@dataclass
+class Reply:
+    """One two-pass answer: the text, what pass 1 chose, and the time of each pass (seconds)."""
+    text: str
+    label: str
+    first_pass_s: float
+    second_pass_s: float
+
+
+@dataclass
+class TwoPassResult:
+    """A strategy's evaluation on a task.
+
+    Args:
+        labels: what pass 1 chose for each sample ("math", ..., "other", or "mixture").
+        first_pass_s / second_pass_s: wall time of dispatch (or the α search) and of answering.
+    """
+    task: str
+    strategy: str
+    accuracy: float
+    samples: tuple[SampleResult, ...]
+    labels: list[str]
+    first_pass_s: float
+    second_pass_s: float
+    cem: CEMResult | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def question_text(prompt: Prompt) -> str:
+    """Returns the text pass 1 classifies: the last user message, or the raw text."""
+    if prompt.text is not None:
+        return prompt.text
+    users = [m.content for m in prompt.messages if m.role == "user"]
+    if not users:
+        raise ValueError("the prompt has no user message to classify")
+    return users[-1]
+
+
+class Transformer2:
+    """A base model, its experts, and one adaptation strategy.
+
+    Args:
+        svf: the base model wrapped for SVF.
+        backend: generates with the live model.
+        experts: category -> expert ("math", "code", "reasoning"); dispatch labels without an
+            expert ("other") are answered by the base model.
+        strategy: one of STRATEGIES.
+        cls_expert: the classification expert ("cls-expert" strategy).
+        dispatch_mode: how the classification prompt is read: "choice" or "generate"
+            (`t2lib.dispatch`).
+        cem: settings of the few-shot search.
+    """
+
+    def __init__(self, svf: SVFModel, backend, experts: Mapping[str, Expert], *, strategy: str = "prompt",
+                 cls_expert: Expert | None = None, dispatch_mode: str = "choice", cem: CEMConfig | None = None,
+                 progress: bool = True):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if strategy == "cls-expert" and cls_expert is None:
+            raise ValueError("the cls-expert strategy needs cls_expert=Expert.load('experts/tiny/classification')")
+        for expert in list(experts.values()) + ([cls_expert] if cls_expert else []):
+            expert.check_compatible(svf.decomp, model_id=svf.model_id)
+        self.svf, self.backend, self.experts = svf, backend, dict(experts)
+        self.strategy, self.cls_expert, self.dispatch_mode = strategy, cls_expert, dispatch_mode
+        self.cem = cem or CEMConfig()
+        self.progress = progress
+        self.mixture: CEMResult | None = None
+
+    # ---------------------------------------------------------------- pass 1
+    def dispatch(self, questions: Sequence[str]) -> list[str]:
+        """Returns pass 1's label for each question ("mixture" for few-shot, "base" for base)."""
+        if self.strategy == "base":
+            return ["base"] * len(questions)
+        if self.strategy == "few-shot":
+            if self.mixture is None:
+                raise RuntimeError("few-shot needs adapt(task, shot_ids) before answering")
+            return ["mixture"] * len(questions)
+        classifier = None if self.strategy == "prompt" else self.cls_expert
+        with self.svf.using(classifier):
+            return PromptDispatcher(self.backend, mode=self.dispatch_mode).classify(list(questions))
+
+    def adapt(self, task: Task, shot_ids: Sequence[str]) -> CEMResult:
+        """Few-shot pass 1: searches α on the shots of `task` and keeps the mixture."""
+        search = CEMSearch(self.svf, self.backend, list(self.experts.values()), config=self.cem,
+                           progress=self.progress)
+        self.mixture = search.search(task, shot_ids)
+        return self.mixture
+
+    def expert_for(self, label: str) -> Expert | None:
+        """Returns the expert that answers prompts labelled `label` (None: the base model)."""
+        if label == "mixture":
+            return self.mixture.expert
+        return self.experts.get(label)
+
+    # ---------------------------------------------------------------- pass 2
+    def answer(self, prompt: str | Prompt, *, sampling: SamplingParams = SamplingParams()) -> Reply:
+        """Returns the two-pass answer to one prompt (a string is one user turn)."""
+        prompt = Prompt.chat(prompt) if isinstance(prompt, str) else prompt
+        start = time.perf_counter()
+        label = self.dispatch([question_text(prompt)])[0]
+        middle = time.perf_counter()
+        with self.svf.using(self.expert_for(label)):
+            text = self.backend.generate([GenerationRequest(prompt, sampling)], progress=False)[0].text
+        return Reply(text, label, middle - start, time.perf_counter() - middle)
+
+    def evaluate(self, task: Task, sample_ids: Sequence[str], *, shot_ids: Sequence[str] = ()) -> TwoPassResult:
+        """Returns the accuracy of both passes on `sample_ids` of `task`, with their times.
+
+        Few-shot searches α on `shot_ids` first (its pass 1); they must not overlap `sample_ids`.
+        """
+        ids = [str(s) for s in sample_ids]
+        if self.strategy == "few-shot":
+            overlap = set(map(str, shot_ids)) & set(ids)
+            if overlap:
+                raise ValueError(f"{len(overlap)} shots are also scored samples (e.g. {sorted(overlap)[0]}); "
+                                 "score few-shot on the test split minus the shots (t2lib.cem.draw_shots)")
+        start = time.perf_counter()
+        if self.strategy == "few-shot":
+            self.adapt(task, shot_ids)
+        labels = self.dispatch([question_text(task.request(s).prompt) for s in ids])
+        first = time.perf_counter() - start
+        groups: dict[str, list[str]] = defaultdict(list)
+        for sid, label in zip(ids, labels):
+            groups[label].append(sid)
+        start = time.perf_counter()
+        by_id: dict[str, SampleResult] = {}
+        for label, group in groups.items():
+            with self.svf.using(self.expert_for(label)):
+                result = task.evaluate(self.backend, sample_ids=group, progress=self.progress)
+            by_id.update({s.sample_id: s for s in result.samples})
+        second = time.perf_counter() - start
+        samples = tuple(by_id[s] for s in ids)
+        accuracy = sum(s.score.correct for s in samples) / len(samples) if samples else 0.0
+        return TwoPassResult(task.name, self.strategy, accuracy, samples, labels, first, second,
+                             cem=self.mixture if self.strategy == "few-shot" else None)

@@ -1,0 +1,106 @@
+"""Few-shot CEM over mixing weights, on a random-init tiny Llama."""
+import pytest
+import torch
+
+from fishfarm import HFBackend
+from fishfarm.task import Task
+from fishfarm.types import SamplingParams, Score
+from t2lib.cem import CEMConfig, CEMSearch, draw_shots, mix_experts
+from t2lib.experts import Expert
+from t2lib.svd import decompose
+from t2lib.svf import SVFModel
+from tests.conftest import make_tiny_llama, make_tiny_tokenizer
+
+
+@pytest.fixture
+def setup(one_torch_thread):
+    model = make_tiny_llama()
+    svf = SVFModel(model, decompose(model, "mlp", cache=False, progress=False), model_id="tiny")
+    backend = HFBackend(model, make_tiny_tokenizer(), batch_size=8, progress=False)
+    experts = [svf.new_expert(name=f"e{i}", noise_std=0.3, seed=i) for i in range(3)]
+    return svf, backend, experts
+
+
+def test_direct_mixture_is_taken_around_the_base(setup):
+    svf, _, experts = setup
+    zero = mix_experts(experts, torch.zeros(3))
+    assert all(torch.allclose(v, torch.ones_like(v)) for v in zero.z.values())
+    one_hot = mix_experts(experts, torch.tensor([0.0, 1.0, 0.0]))
+    assert all(torch.allclose(one_hot.z[n], experts[1].z[n]) for n in one_hot.z)
+    half = mix_experts(experts, torch.tensor([0.5, 0.5, 0.0]))  # Σα = 1: the paper's Σ α_k z_k
+    n = next(iter(half.z))
+    assert torch.allclose(half.z[n], 0.5 * experts[0].z[n] + 0.5 * experts[1].z[n])
+
+
+def test_per_layer_alpha_mixes_each_layer_separately(setup):
+    svf, _, experts = setup
+    alpha = torch.zeros(3, 2)
+    alpha[0, 0] = 1.0  # layer 0 from expert 0, layer 1 from the base
+    mixed = mix_experts(experts, alpha)
+    for name, v in mixed.z.items():
+        expected = experts[0].z[name] if ".layers.0." in name else torch.ones_like(v)
+        assert torch.allclose(v, expected)
+
+
+def the_expert_wins_task(experts, backend, svf, winner):
+    """A task whose scorer rewards exactly the answers the `winner` expert gives."""
+    records = [{"id": str(i), "q": w} for i, w in enumerate(["cat", "dog", "sun", "map", "pen", "cup"])]
+    wanted = {}
+    task = Task("toy", records, id_field="id", prompt=lambda r: f"Say {r['q']}",
+                scorer=lambda a, r: Score(correct=a == wanted[r["id"]]), sampling=SamplingParams(max_new_tokens=4))
+    with svf.using(experts[winner]):
+        answers = backend.generate([task.request(s) for s in task.ids], progress=False)
+    wanted.update({s: g.text for s, g in zip(task.ids, answers)})
+    return task
+
+
+def test_cem_converges_on_a_known_objective(setup, monkeypatch):
+    svf, backend, experts = setup
+    target = torch.tensor([0.1, 0.8, 0.3])
+    search = CEMSearch(svf, backend, experts, progress=False,
+                       config=CEMConfig(population=16, iterations=12, per_layer=False, seed=0))
+    monkeypatch.setattr(search, "fitness", lambda task, ids, alpha: (-float((alpha - target).norm()), 0.0))
+    result = search.search(Task("any", [{"q": 1}]), ["0"])
+    assert float((result.alpha - target).norm()) < 0.1
+    assert result.history[-1]["std"] < result.history[0]["std"]
+
+
+def test_cem_on_real_answers_keeps_its_best_and_the_base_weights(setup):
+    svf, backend, experts = setup
+    task = the_expert_wins_task(experts, backend, svf, winner=2)
+    config = CEMConfig(shots=6, population=6, iterations=3, per_layer=True, seed=1)
+    search = CEMSearch(svf, backend, experts, progress=False, config=config)
+    uniform = search.fitness(task, task.ids, torch.full((3, 2), 1 / 3))
+    result = search.search(task, task.ids)
+    assert result.alpha.shape == (3, 2) and float(result.alpha.min()) >= 0 and float(result.alpha.max()) <= 1
+    assert (result.accuracy, result.loglik) >= uniform
+    assert result.evaluations <= config.population * config.iterations
+    assert svf.fingerprint_matches_base()  # the search leaves the base weights in place
+    with svf.using(result.expert):
+        assert task.evaluate(backend, progress=False).accuracy == result.accuracy
+
+
+def test_ties_are_broken_by_log_likelihood(setup, monkeypatch):
+    svf, backend, experts = setup
+    search = CEMSearch(svf, backend, experts, progress=False,
+                       config=CEMConfig(population=4, iterations=1, per_layer=False, init_std=0.5))
+    # Every candidate is equally accurate; the likelihood decides, and it prefers a large α_0.
+    seen = []
+
+    def fitness(task, ids, alpha):
+        seen.append(float(alpha[0]))
+        return 0.5, float(alpha[0])
+
+    monkeypatch.setattr(search, "fitness", fitness)
+    result = search.search(Task("any", [{"q": 1}]), ["0"])
+    assert len(set(seen)) > 1
+    assert float(result.alpha[0]) == max(seen) and result.loglik == max(seen)
+
+
+def test_draw_shots_is_seeded_and_disjoint():
+    ids = [str(i) for i in range(20)]
+    shots, rest = draw_shots(ids, 5, seed=3)
+    assert len(shots) == 5 and not set(shots) & set(rest) and sorted(shots + rest, key=int) == ids
+    assert draw_shots(ids, 5, seed=3) == (shots, rest) and draw_shots(ids, 5, seed=4)[0] != shots
+    with pytest.raises(ValueError, match="cannot draw"):
+        draw_shots(ids[:3], 3, seed=0)
