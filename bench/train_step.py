@@ -12,7 +12,8 @@ gradient of the same loss −Σ r·log π(ŷ|x)/N with respect to z:
 - kit (`ReinforceTrainer.accumulate_gradient` with the preset's config): one composition
   (U·(σ·z)) @ Vᵀ with a graph, micro-batches of similar length, LM head only at the answer
   positions, the passes under bf16 autocast when the preset says so (tiny does), one backward to z.
-- kit in the model's dtype: the same without autocast, to show what batching alone buys.
+- kit in the model's dtype: the same without autocast, to show what batching alone buys;
+- kit with eager attention for the log-prob passes (`grad_attention="eager"`).
 Times are the best of `--repeats`, measured in this run, in alternating order (the machine is
 noisy). The script prints how far each gradient is from the reference and the ratios; it asserts
 nothing about speed.
@@ -47,16 +48,20 @@ def main() -> None:
     task = task_splits(preset, args.task).train
     base = dict(batch_size=args.batch, micro_batch_size=args.micro, logprob_reduction="sum", grad_clip=None)
     trainers = {}
-    for label, dtype in (("kit", preset.train.grad_dtype), ("kit, model dtype", None)):
+    variants = {"kit": dict(grad_dtype=preset.train.grad_dtype, grad_attention=preset.train.grad_attention),
+                "kit, model dtype": dict(grad_dtype=None),
+                "kit, eager attention": dict(grad_dtype=preset.train.grad_dtype, grad_attention="eager")}
+    for label, options in variants.items():
         with tempfile.TemporaryDirectory() as tmp:
             trainers[label] = ReinforceTrainer(session.svf, session.backend, task, run_dir=tmp, progress=False,
-                                               config=ReinforceConfig(**base, grad_dtype=dtype))
+                                               config=ReinforceConfig(**base, **options))
     trainer = trainers["kit"]
     with torch.no_grad():  # a z away from 1, so the gradient is not a special case
         gen = torch.Generator().manual_seed(0)
         for n, p in trainer.z.items():
             p.add_(0.02 * torch.randn(p.shape, generator=gen))
-            trainers["kit, model dtype"].z[n].copy_(p)
+            for other in trainers.values():
+                other.z[n].copy_(p)
     ids = list(task.ids[:args.batch])
     requests = [task.request(s) for s in ids]
     start = time.perf_counter()
@@ -70,9 +75,8 @@ def main() -> None:
           f"{args.batch} sequences, {tokens} tokens, torch threads {torch.get_num_threads()}")
     print(f"rollouts (shared by both, greedy): {rollout_s:.2f} s")
 
-    kit_dtype = preset.train.grad_dtype or "model dtype"
-    paths = {"reference": (reference_update, trainer), "kit": (kit_update, trainer),
-             "kit, model dtype": (kit_update, trainers["kit, model dtype"])}
+    paths = {"reference": (reference_update, trainer),
+             **{label: (kit_update, owner) for label, owner in trainers.items()}}
     best = {name: float("inf") for name in paths}
     grads = {}
     for _ in range(args.repeats):
@@ -81,17 +85,17 @@ def main() -> None:
             best[name] = min(best[name], seconds)
     ref = grads["reference"]
     den = sum(float(g.norm() ** 2) for g in ref.values()) ** 0.5
-    for name in ("kit", "kit, model dtype"):
+    for name in trainers:
         num = sum(float((grads[name][n] - ref[n]).norm() ** 2) for n in ref) ** 0.5
         flat = torch.cat([grads[name][n].flatten() for n in ref])
         cos = float(torch.nn.functional.cosine_similarity(flat, torch.cat([ref[n].flatten() for n in ref]), dim=0))
         print(f"gradient of {name!r}: |g - g_ref| / |g_ref| = {num / den:.2e}, cosine {cos:.5f}")
     print(f"update, reference-style (per-sample loop, official composition): {best['reference']:.2f} s")
-    print(f"update, kit (micro-batches of {args.micro}, {kit_dtype}):{' ' * max(1, 24 - len(kit_dtype))}{best['kit']:.2f} s")
-    print(f"update, kit in the model's dtype:{' ' * 31}{best['kit, model dtype']:.2f} s")
-    print(f"ratio update, reference / kit:               {best['reference'] / best['kit']:.2f}x")
-    print(f"ratio update, reference / kit (model dtype): {best['reference'] / best['kit, model dtype']:.2f}x")
-    print(f"ratio whole step with the shared rollouts:   "
+    print(f"kit settings of the {preset.name} preset: grad_dtype={preset.train.grad_dtype}, "
+          f"grad_attention={preset.train.grad_attention}, micro-batches of {args.micro}")
+    for name in trainers:
+        print(f"update, {name + ':':22s} {best[name]:6.2f} s   reference / this = {best['reference'] / best[name]:.2f}x")
+    print(f"whole step with the shared rollouts, reference / kit: "
           f"{(rollout_s + best['reference']) / (rollout_s + best['kit']):.2f}x")
 
 

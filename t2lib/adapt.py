@@ -88,7 +88,8 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
                 print(f"{name:14s} {strategy:10s} (kept from an earlier run) {record['row']['accuracy']:.1%}")
             else:
                 t2 = Transformer2(session.svf, session.backend, experts, strategy=strategy, cls_expert=cls_expert,
-                                  dispatch_mode=preset.dispatch_mode, cem=preset.cem, progress=progress)
+                                  dispatch_mode=preset.dispatch_mode, cls_dispatch_mode=preset.cls_dispatch_mode,
+                                  cem=preset.cem, progress=progress)
                 result = t2.evaluate(task, scored, shot_ids=shots)
                 record = {"row": {"task": name, "category": category, "strategy": strategy, "n": len(scored),
                                   "accuracy": round(result.accuracy, 4),

@@ -35,7 +35,10 @@ class Preset:
             tiny experts, which share its base weights.
         dispatch_mode: how pass 1 reads the classification prompt: "choice" (category likelihoods)
             or "generate" (the paper's: generate, parse the box).
+        cls_dispatch_mode: how the classification expert's answer is read (it is trained on the
+            "generate" reading).
         cem: the few-shot search over mixing weights α.
+        train_by_task: task name -> settings that replace `train` for that task's expert.
         train_kl_sweep: λ values to train each expert with, keeping the best on validation
             (empty: `train.kl_coef` alone).
     """
@@ -56,14 +59,20 @@ class Preset:
     max_batch_tokens: int | None = 6144
     logprob_batch_size: int = 16
     train: ReinforceConfig = field(default_factory=ReinforceConfig)
+    train_by_task: dict = field(default_factory=dict)
     train_kl_sweep: tuple[float, ...] = ()
     experts: str = ""
     dispatch_mode: str = "choice"
+    cls_dispatch_mode: str = "generate"
     cem: CEMConfig = field(default_factory=CEMConfig)
 
     def __post_init__(self):
         if not self.experts:
             object.__setattr__(self, "experts", self.name)
+
+    def train_config(self, task: str) -> ReinforceConfig:
+        """Returns the training settings of `task`'s expert."""
+        return self.train_by_task.get(task, self.train)
 
     def load_model(self, *, device=None) -> LoadedModel:
         """Returns the preset's base model, loaded from its pinned source."""
@@ -75,6 +84,11 @@ class Preset:
 TINY_TRAIN = ReinforceConfig(steps=20, batch_size=16, micro_batch_size=8, lr=1e-3, optimizer="adamw",
                              schedule="constant", grad_clip=1e-3, normalize_rewards=True, logprob_reduction="mean",
                              grad_dtype="bfloat16", eval_every=5)
+# ARC-Easy starts near chance (24% on test) and answers "B" for most questions: greedy rollouts
+# mostly repeat one letter. Its expert explores with sampled rollouts (T = 1, seeded per step) at
+# lr 2e-3 for 24 steps; evaluation stays greedy. Neither this nor the greedy recipe above has yet
+# produced a step that beats the base model on validation (README, "Training experts").
+TINY_TRAIN_ARC = replace(TINY_TRAIN, temperature=1.0, lr=2e-3, steps=24, eval_every=4)
 # Paper Table 6 and the official configs (../PAPER.md): AdamW lr 2e-3 with cosine decay, 256
 # prompts a step, gradient norm clipped at 1e-3, greedy rollouts, raw ±1 rewards, z starting at
 # 0.1 + 0.01·N(0, 1) through the official sigmoid parameterization, validation every 10 steps.
@@ -92,7 +106,8 @@ PRESETS: dict[str, Preset] = {
                     train=replace(TINY_TRAIN, steps=2, batch_size=4, micro_batch_size=4, eval_every=1,
                                   eval_limit=4, max_new_tokens=16),
                     cem=CEMConfig(shots=2, population=2, elite_ratio=0.5, iterations=1, per_layer=False)),
-    "tiny": Preset("tiny", model_source="offline", train=TINY_TRAIN, cem=TINY_CEM),
+    "tiny": Preset("tiny", model_source="offline", train=TINY_TRAIN, cem=TINY_CEM,
+                   train_by_task={"arc_easy": TINY_TRAIN_ARC}),
     "paper": Preset("paper", model="meta-llama/Meta-Llama-3-8B-Instruct", svd_storage_dtype="bfloat16",
                     inspect_prompts=6, inspect_max_new_tokens=128, suite="paper", paper_eval_limit=None,
                     paper_max_new_tokens=None, batch_size=64, train=PAPER_TRAIN,

@@ -93,7 +93,7 @@ def train_expert(session: Session, task: str, *, config: ReinforceConfig | None 
     Args:
         session: the loaded base model.
         task: a training task of the preset's suite, or "classification".
-        config: training settings (default: the preset's).
+        config: training settings (default: the preset's for this task).
         kl_coefs: train once per λ and keep the best on validation (paper: {0, 0.1, 0.2, 0.3});
             default: the preset's `train_kl_sweep`, else `config.kl_coef`.
         out: expert path stem (default experts/<preset>/<category>).
@@ -102,7 +102,7 @@ def train_expert(session: Session, task: str, *, config: ReinforceConfig | None 
         test: evaluate the base model and the expert on the test split.
     """
     preset = session.preset
-    config = config or preset.train
+    config = config or preset.train_config(task)
     name = expert_name(preset, task)
     splits = task_splits(preset, task)
     run_root = Path(run_dir) if run_dir else build_dir() / "train" / preset.name / name
@@ -172,7 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset = get_preset(args.preset)
     overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "micro_batch_size", "eval_every", "seed", "lr")
                  if getattr(args, k) is not None}
-    config = replace(preset.train, **overrides)
     tasks = [args.task]
     if args.all:
         tasks = list(TRAINING_TASKS[preset.suite].values()) + (["classification"] if preset.suite == "tiny" else [])
@@ -181,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     session = Session(preset)
     rows = []
     for task in tasks:
+        config = replace(preset.train_config(task), **overrides)
         row = train_expert(session, task, config=config, kl_coefs=args.kl_coef, out=args.out,
                            run_dir=args.run_dir, fresh=args.fresh, test=not args.no_test)
         rows.append(row)

@@ -80,14 +80,16 @@ class Transformer2:
             expert ("other") are answered by the base model.
         strategy: one of STRATEGIES.
         cls_expert: the classification expert ("cls-expert" strategy).
-        dispatch_mode: how the classification prompt is read: "choice" or "generate"
-            (`t2lib.dispatch`).
+        dispatch_mode: how the base model's reading of the classification prompt is taken
+            ("prompt" strategy): "choice" or "generate" (`t2lib.dispatch`).
+        cls_dispatch_mode: the same for the classification expert (default "generate", the
+            reading it was trained for).
         cem: settings of the few-shot search.
     """
 
     def __init__(self, svf: SVFModel, backend, experts: Mapping[str, Expert], *, strategy: str = "prompt",
-                 cls_expert: Expert | None = None, dispatch_mode: str = "choice", cem: CEMConfig | None = None,
-                 progress: bool = True):
+                 cls_expert: Expert | None = None, dispatch_mode: str = "choice", cls_dispatch_mode: str = "generate",
+                 cem: CEMConfig | None = None, progress: bool = True):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if strategy == "cls-expert" and cls_expert is None:
@@ -95,7 +97,8 @@ class Transformer2:
         for expert in list(experts.values()) + ([cls_expert] if cls_expert else []):
             expert.check_compatible(svf.decomp, model_id=svf.model_id)
         self.svf, self.backend, self.experts = svf, backend, dict(experts)
-        self.strategy, self.cls_expert, self.dispatch_mode = strategy, cls_expert, dispatch_mode
+        self.strategy, self.cls_expert = strategy, cls_expert
+        self.dispatch_mode, self.cls_dispatch_mode = dispatch_mode, cls_dispatch_mode
         self.cem = cem or CEMConfig()
         self.progress = progress
         self.mixture: CEMResult | None = None
@@ -109,9 +112,10 @@ class Transformer2:
             if self.mixture is None:
                 raise RuntimeError("few-shot needs adapt(task, shot_ids) before answering")
             return ["mixture"] * len(questions)
-        classifier = None if self.strategy == "prompt" else self.cls_expert
-        with self.svf.using(classifier):
-            return PromptDispatcher(self.backend, mode=self.dispatch_mode).classify(list(questions))
+        prompt_based = self.strategy == "prompt"
+        mode = self.dispatch_mode if prompt_based else self.cls_dispatch_mode
+        with self.svf.using(None if prompt_based else self.cls_expert):
+            return PromptDispatcher(self.backend, mode=mode).classify(list(questions))
 
     def adapt(self, task: Task, shot_ids: Sequence[str]) -> CEMResult:
         """Few-shot pass 1: searches α on the shots of `task` and keeps the mixture."""

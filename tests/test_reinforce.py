@@ -236,3 +236,18 @@ def test_bf16_autocast_gradient_points_the_same_way(tmp_path, one_torch_thread):
         assert all(p.dtype == torch.float32 for p in t.z.values())
     cos = torch.nn.functional.cosine_similarity(grads[None], grads["bfloat16"], dim=0)
     assert cos > 0.98 and not torch.equal(grads[None], grads["bfloat16"])
+
+
+def test_eager_attention_for_the_gradient_pass_gives_the_same_gradient_and_is_undone(tmp_path, one_torch_thread):
+    grads = {}
+    for attention in (None, "eager"):
+        t = trainer(tmp_path, ReinforceConfig(micro_batch_size=2, grad_attention=attention), run=str(attention))
+        before = t.svf.model.config._attn_implementation
+        reqs = [LogprobRequest(t.task.request(s).prompt, continuation_ids=(30, 31 + i)) for i, s in enumerate(t.task.ids[:3])]
+        composed = t.svf.composed_weights(t.z)
+        t._load_weights({n: w.detach() for n, w in composed.items()})
+        t.accumulate_gradient(reqs, torch.tensor([1.0, -1.0, 0.5]), composed)
+        t.svf.restore()
+        assert t.svf.model.config._attn_implementation == before
+        grads[attention] = torch.cat([p.grad.flatten() for p in t.z.values()])
+    torch.testing.assert_close(grads[None], grads["eager"], rtol=1e-4, atol=1e-7)

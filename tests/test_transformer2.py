@@ -60,17 +60,17 @@ def test_prompt_dispatch_runs_on_the_base_weights_and_cls_expert_with_its_expert
 
     class Recorder:
         def __init__(self, backend, mode):
-            pass
+            self.mode = mode
 
         def classify(self, questions):
-            seen.append(svf.active)
+            seen.append((svf.active, self.mode))
             return ["math"] * len(questions)
 
     monkeypatch.setattr("t2lib.transformer2.PromptDispatcher", Recorder)
     cls = svf.new_expert(name="cls", noise_std=0.1, seed=9)
     Transformer2(svf, backend, experts, strategy="prompt", progress=False).evaluate(task, task.ids[:2])
     Transformer2(svf, backend, experts, strategy="cls-expert", cls_expert=cls, progress=False).evaluate(task, task.ids[:2])
-    assert seen == [None, cls]
+    assert seen == [(None, "choice"), (cls, "generate")]
 
 
 def test_answer_gives_label_text_and_times_and_restores_weights(setup, monkeypatch):
