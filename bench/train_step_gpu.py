@@ -66,16 +66,18 @@ def random_decomposition(model, targets: str, storage: torch.dtype) -> Decomposi
     return Decomposition(factors, digests=digests, targets=target_modules(targets))
 
 
-def flop_floor(model, tokens: int, answer_tokens: int, targets: list[str]) -> float:
+def flop_floor(model, lengths: list[int], answer_tokens: int, targets: list[str]) -> float:
     """FLOPs of the matrix products an exact update needs: forward and input gradients through
-    every linear layer, weight gradients of the target matrices, the LM head at answer positions."""
-    linear = sum(p.numel() for n, p in model.named_parameters()
-                 if p.dim() == 2 and "embed" not in n and "lm_head" not in n)
-    target = sum(dict(model.named_parameters())[n].numel() for n in targets)
+    every linear layer and attention, weight gradients of the target matrices, the LM head at
+    the answer positions (forward and input gradient)."""
+    params = dict(model.named_parameters())
+    linear = sum(p.numel() for n, p in params.items() if p.dim() == 2 and "embed" not in n and "lm_head" not in n)
+    target = sum(params[n].numel() for n in targets)
     head = model.get_output_embeddings().weight.numel()
     cfg = model.config
-    attn = 2 * 2 * cfg.num_hidden_layers * tokens * (tokens // 64) * cfg.hidden_size  # QKᵀ and AV, ~64-token prompts
-    return 2 * linear * tokens * 2 + 2 * target * tokens + 2 * head * answer_tokens * 2 + 3 * attn
+    tokens = sum(lengths)
+    attention = 2 * 2 * cfg.num_hidden_layers * cfg.hidden_size * sum(s * s for s in lengths)  # QKᵀ and AV
+    return (2 * linear * tokens) * 2 + 2 * target * tokens + 2 * head * answer_tokens * 2 + attention * 2
 
 
 def lora_update(model, backend, requests, adv, micro: int) -> float:
@@ -139,7 +141,8 @@ def main() -> None:
         trainer = ReinforceTrainer(svf, backend, task, run_dir=tmp, progress=False,
                                    config=ReinforceConfig(batch_size=n, micro_batch_size=args.micro, grad_clip=None,
                                                           parameterization="sigmoid"))
-    tokens = sum(len(backend.encode(r.prompt)) + answer_len for r in requests)
+    lengths = [len(backend.encode(r.prompt)) + answer_len for r in requests]
+    tokens = sum(lengths)
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e9:.2f}B parameters ({dtype}), "
           f"{len(decomp)} target matrices, {n} sequences, {tokens} tokens, micro-batches of {args.micro}")
@@ -149,7 +152,7 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     kit_s, _ = timed(kit_update, trainer, requests, adv)
     peak = torch.cuda.max_memory_allocated() / 2 ** 30 if device == "cuda" else float("nan")
-    floor = flop_floor(model, tokens, n * answer_len, list(decomp))
+    floor = flop_floor(model, lengths, n * answer_len, list(decomp))
     print(f"kit update: {kit_s:.2f} s, peak memory {peak:.1f} GiB, {floor / 1e12:.1f} TFLOP floor")
     peak_tflops = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
     if peak_tflops:
