@@ -50,12 +50,7 @@ def reference_update(trainer: ReinforceTrainer, requests, adv) -> None:
 
 
 def kit_update(trainer: ReinforceTrainer, requests, adv) -> None:
-    composed = trainer.svf.composed_weights(trainer.z, parameterization=trainer.config.parameterization)
-    trainer._load_weights({n: w.detach() for n, w in composed.items()})
-    try:
-        trainer.accumulate_gradient(requests, adv, composed)
-    finally:
-        trainer.svf.restore()
+    trainer.gradient(requests, adv)
 
 
 def sync() -> None:

@@ -29,6 +29,7 @@ import torch
 from t2lib.atomic import atomic_write_json, atomic_write_text
 from t2lib.cem import draw_shots
 from t2lib.experts import Expert
+from t2lib.fingerprint import fingerprint
 from t2lib.paths import build_dir, experts_dir, figures_dir
 from t2lib.presets import Preset, get_preset
 from t2lib.reinforce import spread_ids
@@ -79,8 +80,8 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
         scored = spread_ids(rest, preset.eval_limit)
         for strategy in strategies:
             key = hashlib.blake2b(json.dumps([name, strategy, asdict(preset), str(session.lm.resolved.path),
-                                              {c: e.base_fingerprint + str(e.metrics.get("train_seconds"))
-                                               for c, e in experts.items()}], default=str).encode(),
+                                              {c: fingerprint(e.z.items()) for c, e in experts.items()},
+                                              cls_expert and fingerprint(cls_expert.z.items())], default=str).encode(),
                                   digest_size=8).hexdigest()
             done = work / f"{name}-{strategy}-{key}.json"
             if done.exists() and not fresh:

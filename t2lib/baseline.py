@@ -22,15 +22,16 @@ from typing import Sequence
 from t2lib.atomic import atomic_write_json, atomic_write_text
 from t2lib.paths import REPO_ROOT, figures_dir
 from t2lib.presets import Preset, get_preset
+from t2lib.reinforce import spread_ids
 
 COLUMNS = ("suite", "task", "category", "role", "split", "n", "accuracy", "truncated", "seconds")
 
 
 def _sample_ids(ids: Sequence[str], limit: int | None, *, spread: bool) -> list[str]:
     """Returns the first `limit` ids, or `limit` ids spread evenly over the split."""
-    if not limit:
-        return list(ids)
-    return list(ids)[:: max(1, len(ids) // limit)][:limit] if spread else list(ids)[:limit]
+    if spread:
+        return spread_ids(ids, limit)
+    return list(ids)[:limit] if limit else list(ids)
 
 
 def _task_eval(make_task, limit: int | None, *, spread: bool):

@@ -15,6 +15,7 @@ base model instead of at z = 0 (all singular values removed).
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -174,8 +175,6 @@ class CEMSearch:
 
 def draw_shots(ids: Sequence[str], k: int, *, seed: int) -> tuple[list[str], list[str]]:
     """Returns (k shot ids, the remaining ids), drawn with a seeded shuffle."""
-    import random
-
     ids = list(ids)
     if k >= len(ids):
         raise ValueError(f"cannot draw {k} shots from {len(ids)} samples and keep some to score on")

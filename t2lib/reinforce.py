@@ -269,9 +269,7 @@ class ReinforceTrainer:
 
     def _trim_metrics(self) -> None:
         """Drops metrics lines written after the checkpoint (a step interrupted before saving)."""
-        if not self.metrics_path.exists():
-            return
-        rows = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        rows = read_metrics(self.run_dir)
         kept = [r for r in rows if r["step"] <= self.step_done]
         if len(kept) != len(rows):
             atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
@@ -293,9 +291,23 @@ class ReinforceTrainer:
             for n, w in weights.items():
                 self.svf.params[n].copy_(w)
 
-    def current_expert(self, z: dict[str, torch.Tensor] | None = None) -> Expert:
-        """Returns an expert holding the current z (or the given one)."""
-        z = z if z is not None else self.z
+    def load_z(self) -> dict[str, torch.Tensor]:
+        """Composes W'(z) with a graph back to z, writes it into the live model; returns W'."""
+        composed = self.svf.composed_weights(self.z, parameterization=self.config.parameterization)
+        self._load_weights({n: w.detach() for n, w in composed.items()})
+        return composed
+
+    def gradient(self, requests: Sequence[LogprobRequest], adv: torch.Tensor) -> tuple[float, float]:
+        """Sets z.grad for `requests` weighted by `adv` at the current z, base weights put back
+        after; returns (policy-gradient loss, summed KL). A step without the rollouts."""
+        composed = self.load_z()
+        try:
+            return self.accumulate_gradient(requests, adv, composed)
+        finally:
+            self.svf.restore()
+
+    def expert_from(self, z: dict[str, torch.Tensor]) -> Expert:
+        """Returns an expert holding `z`, with this run's config."""
         return Expert({n: v.detach().cpu().clone() for n, v in z.items()}, self.svf.model_id,
                       self.svf.base_fingerprint, self.config.parameterization, self.name,
                       self.svf.base_variant, config={"task": self.task.name, **asdict(self.config)})
@@ -304,8 +316,7 @@ class ReinforceTrainer:
         """Runs one REINFORCE update on `sample_ids`; returns its metrics."""
         c = self.config
         t0 = time.perf_counter()
-        composed = self.svf.composed_weights(self.z, parameterization=c.parameterization)
-        self._load_weights({n: w.detach() for n, w in composed.items()})
+        composed = self.load_z()
         sampling = self._sampling(self.task, step)
         requests = [self.task.request(s, sampling=sampling) for s in sample_ids]
         generations = self.backend.generate(requests, progress=False)
@@ -474,11 +485,11 @@ class ReinforceTrainer:
         if best_z is None:  # no step beat the base model on validation: the expert is the identity
             value = identity_value(c.parameterization)
             best_z = {n: torch.full_like(p, value) for n, p in self.z.items()}
-        expert = self.current_expert(best_z)
+        expert = self.expert_from(best_z)
         expert.metrics = {"best_step": self.best["step"] if self.validation is not None else c.steps,
                           "val_accuracy": self.best["accuracy"] if self.validation is not None else None,
                           "val_base_accuracy": self.evals[0]["accuracy"] if self.evals else None,
                           "train_seconds": round(self.train_seconds, 1), "steps": c.steps,
-                          "evals": [{"step": e["step"], "accuracy": e["accuracy"]} for e in self.evals]}
+                          "evals": list(self.evals)}
         return TrainResult(expert=expert, best_step=expert.metrics["best_step"], history=self.history(),
                            evals=list(self.evals), train_seconds=self.train_seconds)
