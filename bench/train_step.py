@@ -10,8 +10,9 @@ gradient of the same loss −Σ r·log π(ŷ|x)/N with respect to z:
   whole vocabulary and sequence, log-softmax, gather, backward; then every matrix recomposed again
   with a graph and backpropagated with its weight's gradient. Model dtype (fp32 on the CPU).
 - kit (`ReinforceTrainer.accumulate_gradient` with the preset's config): one composition
-  (U·(σ·z)) @ Vᵀ with a graph, micro-batches of similar length, LM head only at the answer
-  positions, the passes under bf16 autocast when the preset says so (tiny does), one backward to z.
+  (U·(σ·z)) @ Vᵀ written into the model, micro-batches of similar length, LM head only at the
+  answer positions, the passes under bf16 autocast when the preset says so (tiny does), then
+  dL/dz = σ·diag(Uᵀ (dL/dW') V) with one product per matrix.
 - kit in the model's dtype: the same without autocast, to show what batching alone buys;
 - kit with eager attention for the log-prob passes (`grad_attention="eager"`).
 Times are the best of `--repeats`, measured in this run, in alternating order (the machine is

@@ -7,8 +7,8 @@ Random weights are enough for timing: the cost of a step depends on shapes, not 
 checkpoint has to be downloaded. The SVD factors are random too (U, Vᵀ with orthonormal-scale
 entries), and the target matrices are set to their composition, so the kit's identity checks hold.
 Prints, measured in this run:
-- the kit's update (compose once, micro-batches with the LM head only at answer positions, one
-  backward to z) against the FLOP floor (the matrix products the update cannot avoid, at the
+- the kit's update (compose once without a graph, micro-batches with the LM head only at answer
+  positions, dL/dW' mapped to z with one product per matrix) against the FLOP floor (the matrix products the update cannot avoid, at the
   GPU's dense bf16 peak) and its peak memory;
 - the reference-style update (the official code's per-sample loop and composition);
 - a PEFT LoRA r=16 update on q/v (the paper's LoRA baseline), same batch and micro-batches.
@@ -42,8 +42,13 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, no sp
 
 def random_model(shapes: dict, device: str, dtype: torch.dtype) -> LlamaForCausalLM:
     config = LlamaConfig(**shapes, tie_word_embeddings=False)
-    with torch.device(device):
-        model = LlamaForCausalLM(config).to(dtype)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # initialise in the target dtype: no fp32 copy of 8B weights
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
     return model.eval().requires_grad_(False)
 
 
@@ -78,6 +83,15 @@ def flop_floor(model, lengths: list[int], answer_tokens: int, targets: list[str]
     tokens = sum(lengths)
     attention = 2 * 2 * cfg.num_hidden_layers * cfg.hidden_size * sum(s * s for s in lengths)  # QKᵀ and AV
     return (2 * linear * tokens) * 2 + 2 * target * tokens + 2 * head * answer_tokens * 2 + attention * 2
+
+
+def agreement(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> str:
+    """Cosine similarity and relative error of two gradients over all z (both in bf16 on a GPU)."""
+    x = torch.cat([a[n].float().reshape(-1) for n in a])
+    y = torch.cat([b[n].float().reshape(-1) for n in a])
+    cos = torch.nn.functional.cosine_similarity(x, y, dim=0).item()
+    rel = ((x - y).norm() / y.norm()).item()
+    return f"cosine {cos:.5f}, relative error {rel:.3%}"
 
 
 def lora_update(model, backend, requests, adv, micro: int) -> float:
@@ -116,6 +130,8 @@ def main() -> None:
     parser.add_argument("--micro", type=int, default=8)
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--skip-lora", action="store_true")
+    parser.add_argument("--tokenizer", help="tokenizer folder (default: the kit's default model's); "
+                                            "only its vocabulary size matters")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     n = args.sequences or (4 if args.small else 64)
@@ -126,7 +142,7 @@ def main() -> None:
     model = random_model(SMALL if args.small else LLAMA3_8B, device, dtype)
     decomp = random_decomposition(model, "mlp", torch.bfloat16 if device == "cuda" else torch.float32)
     svf = SVFModel(model, decomp, model_id="random-llama-3-8b-shapes")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL).path)  # any tokenizer: ids are random
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or resolve_model(DEFAULT_MODEL).path)  # ids are random
     backend = HFBackend(model, tokenizer, progress=False)
     gen = torch.Generator().manual_seed(0)
     vocab = len(tokenizer)
@@ -150,7 +166,7 @@ def main() -> None:
     timed(kit_update, trainer, requests, adv)  # warm-up
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    kit_s, _ = timed(kit_update, trainer, requests, adv)
+    kit_s, kit_grads = timed(kit_update, trainer, requests, adv)
     peak = torch.cuda.max_memory_allocated() / 2 ** 30 if device == "cuda" else float("nan")
     floor = flop_floor(model, lengths, n * answer_len, list(decomp))
     print(f"kit update: {kit_s:.2f} s, peak memory {peak:.1f} GiB, {floor / 1e12:.1f} TFLOP floor")
@@ -159,8 +175,9 @@ def main() -> None:
         print(f"FLOP floor at {peak_tflops:.0f} TFLOP/s: {floor / peak_tflops / 1e12:.2f} s "
               f"-> kit at {floor / peak_tflops / 1e12 / kit_s:.0%} of peak")
     if not args.skip_reference:
-        ref_s, _ = timed(reference_update, trainer, requests, adv)
+        ref_s, ref_grads = timed(reference_update, trainer, requests, adv)
         print(f"reference-style update (per-sample loop): {ref_s:.2f} s -> ratio {ref_s / kit_s:.2f}x")
+        print(f"gradient agreement, kit vs reference: {agreement(kit_grads, ref_grads)}")
     if not args.skip_lora:
         lora_s = lora_update(model, backend, requests, adv, args.micro)
         print(f"PEFT LoRA r=16 (q, v) update: {lora_s:.2f} s -> kit / LoRA {kit_s / lora_s:.2f}")

@@ -24,7 +24,8 @@ def tensor_digest(t: torch.Tensor) -> bytes:
     # Round the moments: the same weights summed on another device may differ in the last bits.
     h.update(b"".join(f"{v:.9e}".encode() for v in moments.tolist()))
     idx = torch.linspace(0, flat.numel() - 1, min(SAMPLES_PER_TENSOR, flat.numel()), device=flat.device)
-    h.update(flat[idx.long()].float().cpu().numpy().tobytes())
+    # float32 positions round past the end for tensors over 2**24 entries: clamp to the last one.
+    h.update(flat[idx.long().clamp_(max=flat.numel() - 1)].float().cpu().numpy().tobytes())
     return h.digest()
 
 

@@ -286,23 +286,16 @@ class ReinforceTrainer:
         return SamplingParams(max_new_tokens=c.max_new_tokens or base.max_new_tokens,
                               temperature=c.temperature, top_p=base.top_p, stop=base.stop, seed=seed)
 
-    def _load_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        with torch.no_grad():
-            for n, w in weights.items():
-                self.svf.params[n].copy_(w)
-
-    def load_z(self) -> dict[str, torch.Tensor]:
-        """Composes W'(z) with a graph back to z, writes it into the live model; returns W'."""
-        composed = self.svf.composed_weights(self.z, parameterization=self.config.parameterization)
-        self._load_weights({n: w.detach() for n, w in composed.items()})
-        return composed
+    def load_z(self) -> None:
+        """Writes W'(z) into the live model (no graph: `accumulate_gradient` maps dL/dW' to z)."""
+        self.svf.write_z(self.z, parameterization=self.config.parameterization)
 
     def gradient(self, requests: Sequence[LogprobRequest], adv: torch.Tensor) -> tuple[float, float]:
         """Sets z.grad for `requests` weighted by `adv` at the current z, base weights put back
         after; returns (policy-gradient loss, summed KL). A step without the rollouts."""
-        composed = self.load_z()
+        self.load_z()
         try:
-            return self.accumulate_gradient(requests, adv, composed)
+            return self.accumulate_gradient(requests, adv)
         finally:
             self.svf.restore()
 
@@ -316,7 +309,7 @@ class ReinforceTrainer:
         """Runs one REINFORCE update on `sample_ids`; returns its metrics."""
         c = self.config
         t0 = time.perf_counter()
-        composed = self.load_z()
+        self.load_z()
         sampling = self._sampling(self.task, step)
         requests = [self.task.request(s, sampling=sampling) for s in sample_ids]
         generations = self.backend.generate(requests, progress=False)
@@ -326,7 +319,7 @@ class ReinforceTrainer:
         adv = advantages(rewards, normalize=c.normalize_rewards)
         lp_requests = [LogprobRequest(r.prompt, continuation_ids=g.token_ids)
                        for r, g in zip(requests, generations)]
-        pg_loss, kl_sum = self.accumulate_gradient(lp_requests, adv, composed)
+        pg_loss, kl_sum = self.accumulate_gradient(lp_requests, adv)
         t2 = time.perf_counter()
         params = list(self.z.values())
         if c.grad_clip is not None:
@@ -344,12 +337,12 @@ class ReinforceTrainer:
                 "rollout_s": round(t1 - t0, 3), "update_s": round(time.perf_counter() - t1, 3),
                 "gradient_s": round(t2 - t1, 3)}
 
-    def accumulate_gradient(self, requests: Sequence[LogprobRequest], adv: torch.Tensor,
-                            composed: dict[str, torch.Tensor]) -> tuple[float, float]:
-        """Sets z.grad to the gradient of the REINFORCE loss (+ λ·KL) over `requests`.
+    def accumulate_gradient(self, requests: Sequence[LogprobRequest], adv: torch.Tensor) -> tuple[float, float]:
+        """Sets z.grad to the gradient of the REINFORCE loss (+ λ·KL) over `requests`, with W'(z)
+        already in the live model (`load_z`).
 
-        The micro-batches accumulate dL/dW' on the live target matrices (leaves); one backward
-        through `composed` then carries it to z. Returns (policy-gradient loss, summed KL).
+        The micro-batches accumulate dL/dW' on the live target matrices (leaves);
+        `SVFModel.backward_to_z` then carries it to z. Returns (policy-gradient loss, summed KL).
         """
         c = self.config
         n = len(requests)
@@ -373,7 +366,7 @@ class ReinforceTrainer:
             for start in range(0, n, c.micro_batch_size):
                 idx = order[start:start + c.micro_batch_size]
                 chunk = [requests[i] for i in idx]
-                ref = self._reference_distributions(chunk, composed) if c.kl_coef else None
+                ref = self._reference_distributions(chunk) if c.kl_coef else None
                 with self._autocast():
                     lp = self.backend.logprobs(chunk, grad=True, distributions=ref is not None)
                 seq = lp.mean() if c.logprob_reduction == "mean" else lp.sums
@@ -387,8 +380,10 @@ class ReinforceTrainer:
                     kl_total += float(per_seq.detach().sum())
                     loss = loss + c.kl_coef * per_seq.sum() / n
                 loss.backward()
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in live]
-            torch.autograd.backward([composed[name] for name in self.targets], grads)
+            for name, p in zip(self.targets, live):  # dL/dW' freed matrix by matrix as z takes it over
+                grad = p.grad if p.grad is not None else torch.zeros_like(p)
+                p.grad = None
+                self.svf.backward_to_z({name: self.z[name]}, {name: grad}, parameterization=c.parameterization)
         finally:
             for p in live:
                 p.requires_grad_(False)
@@ -402,14 +397,11 @@ class ReinforceTrainer:
             return contextlib.nullcontext()
         return torch.autocast(self.backend.device.type, dtype=getattr(torch, self.config.grad_dtype))
 
-    def _reference_distributions(self, chunk: Sequence[LogprobRequest], composed: dict) -> torch.Tensor:
-        """Returns the base model's log-distributions on `chunk` (weights swapped and back)."""
-        self._load_weights(self.svf.base_weights)
-        try:
+    def _reference_distributions(self, chunk: Sequence[LogprobRequest]) -> torch.Tensor:
+        """Returns the base model's log-distributions on `chunk` (W' swapped out and back)."""
+        with self.svf.base_swapped():
             with self._autocast():
                 return self.backend.logprobs(chunk, distributions=True).log_dist.float()
-        finally:
-            self._load_weights({n: w.detach() for n, w in composed.items()})
 
     # -------------------------------------------------------------- the loop
     def evaluate(self, task: Task, z: dict[str, torch.Tensor] | None, *, limit: int | None = None,
@@ -418,8 +410,7 @@ class ReinforceTrainer:
         if z is None:
             self.svf.restore()
         else:
-            with torch.no_grad():
-                self._load_weights(self.svf.composed_weights(z, parameterization=self.config.parameterization))
+            self.svf.write_z(z, parameterization=self.config.parameterization)
         try:
             sampling = SamplingParams(max_new_tokens=self.config.max_new_tokens or task.sampling.max_new_tokens,
                                       stop=task.sampling.stop)

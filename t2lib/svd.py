@@ -74,6 +74,14 @@ def parse_target(name: str) -> tuple[int, str]:
     return int(m.group(1)), m.group(2)
 
 
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype to multiply factors stored as `t` in: their own half type on a GPU (tensor
+    cores accumulate in fp32), otherwise at least fp32 (fp64 factors for gradient checks stay)."""
+    if t.is_cuda and t.dtype in (torch.bfloat16, torch.float16):
+        return t.dtype
+    return torch.promote_types(t.dtype, torch.float32)
+
+
 @dataclass
 class SVDFactors:
     """W = U diag(S) Vh for one target matrix (thin SVD: r = min(out, in))."""
@@ -84,8 +92,7 @@ class SVDFactors:
 
     def compose(self, scale: torch.Tensor | None = None, *, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Returns U diag(S ⊙ scale) Vh (one matrix product), differentiable in `scale`."""
-        # At least fp32: bf16-stored factors are upcast; fp64 ones (gradient checks) stay fp64.
-        ct = torch.promote_types(self.U.dtype, torch.float32)
+        ct = compute_dtype(self.U)
         s = self.S.to(ct) if scale is None else self.S.to(ct) * scale.to(self.S.device, ct)
         w = (self.U.to(ct) * s) @ self.Vh.to(ct)
         return w if dtype is None else w.to(dtype)

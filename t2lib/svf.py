@@ -3,8 +3,10 @@
 `SVFModel` wraps a base model and its `Decomposition`. Applying an expert writes
 W' = U diag(σ ⊙ scale) Vᵀ into each target matrix (one matrix product per target); the base
 weights are kept aside, so `restore()` puts back the exact original tensors, bit for bit.
-For training, `composed_weights` builds W' with gradients to z and `forward` runs the model with
-those weights substituted (torch.func.functional_call), leaving the live weights untouched.
+For training, `write_z` puts W'(z) into the live matrices and `backward_to_z` turns the gradient
+those matrices collected into z's gradient; `composed_weights` builds W' with an autograd graph to
+z and `forward` runs the model with those weights substituted (torch.func.functional_call),
+leaving the live weights untouched (simple, and the reference the tests compare against).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from torch.func import functional_call
 
 from t2lib.experts import Expert, effective_scale
 from t2lib.fingerprint import fingerprint
-from t2lib.svd import Decomposition
+from t2lib.svd import Decomposition, compute_dtype
 
 
 class SVFModel:
@@ -102,6 +104,64 @@ class SVFModel:
             yield self
         finally:
             self.apply(previous)
+
+    @torch.no_grad()
+    def write_z(self, z: Mapping[str, torch.Tensor], *, parameterization: str = "direct") -> None:
+        """Writes W'(z) into the live target matrices, one matrix at a time (no graph kept)."""
+        for name, vec in z.items():
+            f = self.decomp[name]
+            self.params[name].copy_(f.compose(effective_scale(vec, f.S, parameterization)))
+        self.active = None
+
+    def backward_to_z(self, z: Mapping[str, torch.Tensor], weight_grads: Mapping[str, torch.Tensor], *,
+                      parameterization: str = "direct") -> None:
+        """Accumulates into z[name].grad the gradient that dL/dW' (`weight_grads`) implies.
+
+        W' = U diag(σ ⊙ scale) Vᵀ gives dL/dscaleᵢ = σᵢ · uᵢᵀ (dL/dW') vᵢ: one matrix product per
+        target, computed here without the saved copies an autograd graph through W' keeps
+        (the difference between fitting a step of an 8B model on one GPU or not).
+        """
+        for name, vec in z.items():
+            f = self.decomp[name]
+            with torch.no_grad():
+                ct = compute_dtype(f.U)
+                g = weight_grads[name].to(ct)
+                U, Vh = f.U.to(ct), f.Vh.to(ct)
+                # uᵢᵀ G vᵢ for all i, through the smaller of UᵀG [r, in] and G V [out, r];
+                # the product in the factors' compute dtype, the reduction in fp32 or wider.
+                wide = torch.promote_types(ct, torch.float32)
+                if U.shape[0] >= Vh.shape[1]:
+                    diag = ((U.T @ g).to(wide) * Vh.to(wide)).sum(1)
+                else:
+                    diag = (U.to(wide) * (g @ Vh.T).to(wide)).sum(0)
+                grad_scale = diag * f.S.to(wide)
+            scale = effective_scale(vec, f.S, parameterization)
+            scale.backward(grad_scale.to(scale.device, scale.dtype))
+
+    @contextmanager
+    def base_swapped(self) -> Iterator["SVFModel"]:
+        """Runs the block with the base target matrices and puts the live ones back after.
+
+        Swaps storage where the base copy sits on the same device (no copy, no extra memory);
+        otherwise the live matrices are copied aside.
+        """
+        swapped, stash = {}, {}
+        with torch.no_grad():
+            for name, p in self.params.items():
+                base = self._base[name]
+                if base.device == p.device and base.dtype == p.dtype:
+                    swapped[name], p.data = p.data, base
+                else:
+                    stash[name] = p.detach().cpu().clone()
+                    p.copy_(base)
+        try:
+            yield self
+        finally:
+            with torch.no_grad():
+                for name, data in swapped.items():
+                    self.params[name].data = data
+                for name, saved in stash.items():
+                    self.params[name].copy_(saved)
 
     def composed_weights(self, z: Mapping[str, torch.Tensor], *, parameterization: str = "direct",
                          ) -> dict[str, torch.Tensor]:

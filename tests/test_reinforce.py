@@ -120,8 +120,7 @@ def test_one_step_moves_the_log_prob_of_a_rewarded_answer_in_the_reward_directio
     req = LogprobRequest(t.task.request("0").prompt, continuation_ids=(30, 31, 32))
 
     def logprob():
-        with torch.no_grad():
-            t._load_weights(t.svf.composed_weights(t.z))
+        t.svf.write_z(t.z)
         value = float(t.backend.logprobs([req]).sums[0])
         t.svf.restore()
         return value

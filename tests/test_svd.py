@@ -81,3 +81,13 @@ def test_subset_matches_a_direct_decomposition(tiny_llama, tmp_path):
         torch.testing.assert_close(sub[name].S, mlp[name].S)
     with pytest.raises(ValueError, match="has none of"):
         mlp.subset("attn")
+
+
+def test_digest_of_a_tensor_over_2_to_the_24_entries():
+    """float32 sample positions round past the end of such tensors (an 8B model's MLP matrices)."""
+    from t2lib.fingerprint import tensor_digest
+
+    t = torch.zeros(2 ** 24 + 3, dtype=torch.bfloat16)
+    before = tensor_digest(t)
+    t[-1] = 1.0
+    assert tensor_digest(t) != before
