@@ -83,7 +83,7 @@ class Preset:
 # rewards: with raw ±1 and 16 prompts a batch of mostly wrong answers pushes every answer down.
 TINY_TRAIN = ReinforceConfig(steps=20, batch_size=16, micro_batch_size=8, lr=1e-3, optimizer="adamw",
                              schedule="constant", grad_clip=1e-3, normalize_rewards=True, logprob_reduction="mean",
-                             grad_dtype="bfloat16", eval_every=5)
+                             grad_dtype="bfloat16", grad_attention="eager", eval_every=5)
 # ARC-Easy starts near chance (24% on test) and answers "B" for most questions: greedy rollouts
 # mostly repeat one letter. Its expert explores with sampled rollouts (T = 1, seeded per step) at
 # lr 2e-3 for 24 steps; evaluation stays greedy. Neither this nor the greedy recipe above has yet

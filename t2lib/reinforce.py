@@ -1,15 +1,16 @@
 """Training one SVF expert with REINFORCE (paper §3.1): z learns from a task's correctness reward.
 
 One step:
-1. compose W' = U diag(σ ⊙ z) Vᵀ once, with a graph back to z, and copy it into the live model;
+1. compose W' = U diag(σ ⊙ z) Vᵀ once (no graph) and copy it into the live model;
 2. roll out the batch through the backend (greedy, as in the paper) and score the answers;
 3. rewards r = ±1, optionally normalized within the batch (advantages);
-4. log-probs of the answers in micro-batches, with gradients to the live target matrices only;
-   optionally a KL penalty to the base model;
-5. backpropagate the accumulated dL/dW' through the composition to z once, clip, Adam(W) step.
+4. log-probs of the answers in micro-batches of similar length, with the base weights back in
+   place and each target layer computing U((σ ⊙ z) ⊙ Vᵀx) from the factors, so autograd reaches
+   z directly (no dL/dW', no weight-gradient products); optionally a KL penalty to the base model;
+5. clip, Adam(W) step.
 
-The official code instead computes log-probs one sample at a time and backpropagates through the
-composition for every sample; `bench/train_step.py` measures the difference.
+The official code instead computes log-probs one sample at a time over the whole vocabulary and
+backpropagates through the composed W'; `bench/train_step.py` measures the difference.
 
 Every step is checkpointed atomically (z, optimizer and schedule state, best-by-validation z,
 evaluations), so an interrupted run resumes where it stopped and ends with the same expert as an
@@ -287,17 +288,13 @@ class ReinforceTrainer:
                               temperature=c.temperature, top_p=base.top_p, stop=base.stop, seed=seed)
 
     def load_z(self) -> None:
-        """Writes W'(z) into the live model (no graph: `accumulate_gradient` maps dL/dW' to z)."""
+        """Writes W'(z) into the live model (for rollouts; no graph)."""
         self.svf.write_z(self.z, parameterization=self.config.parameterization)
 
     def gradient(self, requests: Sequence[LogprobRequest], adv: torch.Tensor) -> tuple[float, float]:
-        """Sets z.grad for `requests` weighted by `adv` at the current z, base weights put back
-        after; returns (policy-gradient loss, summed KL). A step without the rollouts."""
-        self.load_z()
-        try:
-            return self.accumulate_gradient(requests, adv)
-        finally:
-            self.svf.restore()
+        """Sets z.grad for `requests` weighted by `adv` at the current z; returns (policy-gradient
+        loss, summed KL). A step without the rollouts."""
+        return self.accumulate_gradient(requests, adv)
 
     def expert_from(self, z: dict[str, torch.Tensor]) -> Expert:
         """Returns an expert holding `z`, with this run's config."""
@@ -313,6 +310,7 @@ class ReinforceTrainer:
         sampling = self._sampling(self.task, step)
         requests = [self.task.request(s, sampling=sampling) for s in sample_ids]
         generations = self.backend.generate(requests, progress=False)
+        self.svf.restore()  # the gradient passes compute the targets from the factors
         scores = self.task.score_many(sample_ids, [g.text for g in generations])
         t1 = time.perf_counter()
         rewards = torch.tensor([c.reward_correct if s.correct else c.reward_wrong for s in scores])
@@ -338,11 +336,12 @@ class ReinforceTrainer:
                 "gradient_s": round(t2 - t1, 3)}
 
     def accumulate_gradient(self, requests: Sequence[LogprobRequest], adv: torch.Tensor) -> tuple[float, float]:
-        """Sets z.grad to the gradient of the REINFORCE loss (+ λ·KL) over `requests`, with W'(z)
-        already in the live model (`load_z`).
+        """Sets z.grad to the gradient of the REINFORCE loss (+ λ·KL) over `requests` at the
+        current z; returns (policy-gradient loss, summed KL).
 
-        The micro-batches accumulate dL/dW' on the live target matrices (leaves);
-        `SVFModel.backward_to_z` then carries it to z. Returns (policy-gradient loss, summed KL).
+        The live weights are the base model's: in each micro-batch the target layers compute
+        U((σ ⊙ scale(z)) ⊙ Vᵀx) from the factors (`SVFModel.factored`), so backpropagation
+        reaches z without forming dL/dW', and the KL reference is the same model unpatched.
         """
         c = self.config
         n = len(requests)
@@ -350,10 +349,7 @@ class ReinforceTrainer:
             p.grad = torch.zeros_like(p)
         if not bool(adv.abs().sum()) and c.kl_coef == 0:
             return 0.0, 0.0  # nothing to learn from this batch: skip the forward passes
-        live = [self.svf.params[name] for name in self.targets]
-        for p in live:
-            p.requires_grad_(True)
-            p.grad = None
+        self.svf.restore()
         model = self.svf.model
         attention = model.config._attn_implementation
         if c.grad_attention:
@@ -367,7 +363,7 @@ class ReinforceTrainer:
                 idx = order[start:start + c.micro_batch_size]
                 chunk = [requests[i] for i in idx]
                 ref = self._reference_distributions(chunk) if c.kl_coef else None
-                with self._autocast():
+                with self.svf.factored(self.z, parameterization=c.parameterization), self._autocast():
                     lp = self.backend.logprobs(chunk, grad=True, distributions=ref is not None)
                 seq = lp.mean() if c.logprob_reduction == "mean" else lp.sums
                 weights = adv[idx].to(seq.device, seq.dtype)
@@ -380,14 +376,7 @@ class ReinforceTrainer:
                     kl_total += float(per_seq.detach().sum())
                     loss = loss + c.kl_coef * per_seq.sum() / n
                 loss.backward()
-            for name, p in zip(self.targets, live):  # dL/dW' freed matrix by matrix as z takes it over
-                grad = p.grad if p.grad is not None else torch.zeros_like(p)
-                p.grad = None
-                self.svf.backward_to_z({name: self.z[name]}, {name: grad}, parameterization=c.parameterization)
         finally:
-            for p in live:
-                p.requires_grad_(False)
-                p.grad = None
             if c.grad_attention:
                 model.set_attn_implementation(attention)
         return pg_total, kl_total
@@ -398,10 +387,9 @@ class ReinforceTrainer:
         return torch.autocast(self.backend.device.type, dtype=getattr(torch, self.config.grad_dtype))
 
     def _reference_distributions(self, chunk: Sequence[LogprobRequest]) -> torch.Tensor:
-        """Returns the base model's log-distributions on `chunk` (W' swapped out and back)."""
-        with self.svf.base_swapped():
-            with self._autocast():
-                return self.backend.logprobs(chunk, distributions=True).log_dist.float()
+        """Returns the base model's log-distributions on `chunk` (the live weights are the base's)."""
+        with self._autocast():
+            return self.backend.logprobs(chunk, distributions=True).log_dist.float()
 
     # -------------------------------------------------------------- the loop
     def evaluate(self, task: Task, z: dict[str, torch.Tensor] | None, *, limit: int | None = None,

@@ -3,10 +3,11 @@
 `SVFModel` wraps a base model and its `Decomposition`. Applying an expert writes
 W' = U diag(σ ⊙ scale) Vᵀ into each target matrix (one matrix product per target); the base
 weights are kept aside, so `restore()` puts back the exact original tensors, bit for bit.
-For training, `write_z` puts W'(z) into the live matrices and `backward_to_z` turns the gradient
-those matrices collected into z's gradient; `composed_weights` builds W' with an autograd graph to
-z and `forward` runs the model with those weights substituted (torch.func.functional_call),
-leaving the live weights untouched (simple, and the reference the tests compare against).
+For training, `write_z` puts W'(z) into the live matrices (rollouts) and `factored` makes each
+target layer compute U((σ ⊙ scale(z)) ⊙ Vᵀx) from the factors, so gradients reach z directly;
+`composed_weights` builds W' with an autograd graph to z and `forward` runs the model with those
+weights substituted (torch.func.functional_call), leaving the live weights untouched (simple, and
+the reference the tests compare against).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from torch.func import functional_call
 
 from t2lib.experts import Expert, effective_scale
 from t2lib.fingerprint import fingerprint
-from t2lib.svd import Decomposition, compute_dtype
+from t2lib.svd import Decomposition
 
 
 class SVFModel:
@@ -113,55 +114,27 @@ class SVFModel:
             self.params[name].copy_(f.compose(effective_scale(vec, f.S, parameterization)))
         self.active = None
 
-    def backward_to_z(self, z: Mapping[str, torch.Tensor], weight_grads: Mapping[str, torch.Tensor], *,
-                      parameterization: str = "direct") -> None:
-        """Accumulates into z[name].grad the gradient that dL/dW' (`weight_grads`) implies.
-
-        W' = U diag(σ ⊙ scale) Vᵀ gives dL/dscaleᵢ = σᵢ · uᵢᵀ (dL/dW') vᵢ: one matrix product per
-        target, computed here without the saved copies an autograd graph through W' keeps
-        (the difference between fitting a step of an 8B model on one GPU or not).
-        """
-        for name, vec in z.items():
-            f = self.decomp[name]
-            with torch.no_grad():
-                ct = compute_dtype(f.U)
-                g = weight_grads[name].to(ct)
-                U, Vh = f.U.to(ct), f.Vh.to(ct)
-                # uᵢᵀ G vᵢ for all i, through the smaller of UᵀG [r, in] and G V [out, r];
-                # the product in the factors' compute dtype, the reduction in fp32 or wider.
-                wide = torch.promote_types(ct, torch.float32)
-                if U.shape[0] >= Vh.shape[1]:
-                    diag = ((U.T @ g).to(wide) * Vh.to(wide)).sum(1)
-                else:
-                    diag = (U.to(wide) * (g @ Vh.T).to(wide)).sum(0)
-                grad_scale = diag * f.S.to(wide)
-            scale = effective_scale(vec, f.S, parameterization)
-            scale.backward(grad_scale.to(scale.device, scale.dtype))
-
     @contextmanager
-    def base_swapped(self) -> Iterator["SVFModel"]:
-        """Runs the block with the base target matrices and puts the live ones back after.
+    def factored(self, z: Mapping[str, torch.Tensor], *, parameterization: str = "direct") -> Iterator["SVFModel"]:
+        """Inside the block, each target layer computes x ↦ U ((σ ⊙ scale(z)) ⊙ (Vᵀ x)) from the
+        factors, differentiable in z, instead of multiplying by its weight matrix.
 
-        Swaps storage where the base copy sits on the same device (no copy, no extra memory);
-        otherwise the live matrices are copied aside.
+        Mathematically the same as running W'(z), but backpropagation reaches z without dL/dW':
+        no weight-gradient products, no (out × in) gradient per matrix, no composition. The
+        live weights are not read for the targets (the rest of the model runs as it is).
         """
-        swapped, stash = {}, {}
-        with torch.no_grad():
-            for name, p in self.params.items():
-                base = self._base[name]
-                if base.device == p.device and base.dtype == p.dtype:
-                    swapped[name], p.data = p.data, base
-                else:
-                    stash[name] = p.detach().cpu().clone()
-                    p.copy_(base)
+        patched = []
         try:
+            for name, vec in z.items():
+                module = self.model.get_submodule(name.rsplit(".", 1)[0])
+                if not isinstance(module, torch.nn.Linear):
+                    raise TypeError(f"target {name} belongs to a {type(module).__name__}, not a Linear layer")
+                module.forward = _factored_forward(module, self.decomp[name], vec, parameterization)
+                patched.append(module)
             yield self
         finally:
-            with torch.no_grad():
-                for name, data in swapped.items():
-                    self.params[name].data = data
-                for name, saved in stash.items():
-                    self.params[name].copy_(saved)
+            for module in patched:
+                del module.forward  # the class's forward again
 
     def composed_weights(self, z: Mapping[str, torch.Tensor], *, parameterization: str = "direct",
                          ) -> dict[str, torch.Tensor]:
@@ -176,3 +149,15 @@ class SVFModel:
     def forward(self, weights: Mapping[str, torch.Tensor], *args, **kwargs):
         """Runs the model with `weights` substituted for its target matrices (gradients flow to them)."""
         return functional_call(self.model, dict(weights), args, kwargs, strict=False)
+
+
+def _factored_forward(module: torch.nn.Linear, f, vec: torch.Tensor, parameterization: str):
+    bias = module.bias
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        # Factors in the input's dtype unless autocast picks one (it casts both sides itself).
+        h = torch.nn.functional.linear(x, f.Vh.to(x.dtype))
+        s = f.S * effective_scale(vec, f.S, parameterization)
+        return torch.nn.functional.linear(h * s.to(h.dtype), f.U.to(h.dtype), bias)
+
+    return forward

@@ -228,3 +228,20 @@ def test_token_budget_batches_long_prompts_smaller(tiny_llama, tiny_tokenizer):
     # Same greedy answers whatever the batching.
     requests = [GenerationRequest(Prompt.chat(q), SamplingParams(max_new_tokens=6)) for q in QUESTIONS]
     assert [r.text for r in backend.generate(requests)] == [r.text for r in unlimited.generate(requests)]
+
+
+def test_token_logprobs_match_log_softmax_gather_in_value_and_gradient():
+    from fishfarm.hf_backend import token_logprobs
+
+    g = torch.Generator().manual_seed(0)
+    logits = (3 * torch.randn(7, 50, generator=g, dtype=torch.float64)).requires_grad_(True)
+    targets = torch.tensor([0, 49, 3, 3, 17, 8, 22])
+    weights = torch.randn(7, generator=g, dtype=torch.float64)
+    expected = torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
+    (weights * expected).sum().backward()
+    grad_expected, logits.grad = logits.grad, None
+    got = token_logprobs(logits, targets)
+    (weights * got).sum().backward()
+    torch.testing.assert_close(got, expected.detach(), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(logits.grad, grad_expected, rtol=1e-9, atol=1e-9)
+    assert torch.autograd.gradcheck(lambda x: token_logprobs(x, targets), (logits.detach().requires_grad_(True),))

@@ -153,56 +153,37 @@ def test_gradient_to_z_matches_finite_differences():
 
 
 @pytest.mark.parametrize("parameterization", ["direct", "sigmoid"])
-def test_write_z_and_backward_to_z_give_the_autograd_gradient(svf, parameterization):
-    """The trainer's path (live W', dL/dW' on the leaves, σᵢ·uᵢᵀGvᵢ to z) against autograd
-    through the composition, on gate/up (out > in) and down (out < in) matrices alike."""
+def test_factored_layers_give_the_composed_outputs_and_gradient(svf, parameterization):
+    """The trainer's path (targets computed as U((σ ⊙ scale) ⊙ Vᵀx)) against autograd through the
+    composed W', on gate/up (out > in) and down (out < in) matrices alike."""
     ids = torch.tensor([[5, 17, 40, 41, 60, 7, 9, 22]])
     z0 = random_expert(svf, seed=7, parameterization=parameterization).z
     z_ref = {n: v.clone().requires_grad_(True) for n, v in z0.items()}
-    _loss(svf.forward(svf.composed_weights(z_ref, parameterization=parameterization), input_ids=ids),
-          ids).backward()
+    out_ref = svf.forward(svf.composed_weights(z_ref, parameterization=parameterization), input_ids=ids)
+    _loss(out_ref, ids).backward()
 
     z = {n: v.clone().requires_grad_(True) for n, v in z0.items()}
-    svf.write_z(z, parameterization=parameterization)
-    live = list(svf.params.values())
-    for p in live:
-        p.requires_grad_(True)
-    _loss(svf.model(input_ids=ids), ids).backward()
-    svf.backward_to_z(z, {n: p.grad for n, p in svf.params.items()}, parameterization=parameterization)
-    for p in live:
-        p.requires_grad_(False)
-        p.grad = None
-    shapes = {tuple(p.shape) for p in live}
+    with svf.factored(z, parameterization=parameterization):
+        out = svf.model(input_ids=ids)
+    _loss(out, ids).backward()
+    torch.testing.assert_close(out.logits, out_ref.logits, atol=1e-4, rtol=1e-4)
+    shapes = {tuple(p.shape) for p in svf.params.values()}
     assert any(o > i for o, i in shapes) and any(o < i for o, i in shapes)
     for name in z:
+        assert z[name].grad.abs().sum() > 0
         torch.testing.assert_close(z[name].grad, z_ref[name].grad, atol=2e-5, rtol=1e-3)
-    svf.restore()
+    assert all(p.grad is None for p in svf.params.values())  # no dL/dW' formed
 
 
-def test_base_swapped_runs_the_base_weights_and_puts_the_live_ones_back(svf):
+def test_factored_is_undone_after_the_block_even_on_error(svf):
     ids = torch.tensor([[5, 17, 40, 41]])
     with torch.no_grad():
         base_logits = svf.model(input_ids=ids).logits
-    svf.apply(random_expert(svf, seed=3))
-    live = {n: p.detach().clone() for n, p in svf.params.items()}
-    pointers = {n: p.data_ptr() for n, p in svf.params.items()}
-    with svf.base_swapped(), torch.no_grad():
-        torch.testing.assert_close(svf.model(input_ids=ids).logits, base_logits)
-    for name, p in svf.params.items():
-        assert torch.equal(p, live[name]) and p.data_ptr() == pointers[name]
-    svf.restore()
-    assert svf.fingerprint_matches_base()  # the swap wrote nothing into the base copy
-
-
-def test_base_swapped_copies_when_the_base_copy_cannot_be_shared(svf):
-    """A base copy kept elsewhere (another device or dtype) takes the copy path."""
-    ids = torch.tensor([[5, 17, 40, 41]])
+    z = random_expert(svf, seed=3).z
+    with pytest.raises(RuntimeError, match="inside"):
+        with svf.factored(z), torch.no_grad():
+            assert not torch.allclose(svf.model(input_ids=ids).logits, base_logits, atol=1e-3)
+            raise RuntimeError("inside")
     with torch.no_grad():
-        base_logits = svf.model(input_ids=ids).logits
-    svf._base = {n: b.double() for n, b in svf._base.items()}  # stands in for a copy on another device
-    svf.apply(random_expert(svf, seed=4))
-    live = {n: p.detach().clone() for n, p in svf.params.items()}
-    with svf.base_swapped(), torch.no_grad():
-        torch.testing.assert_close(svf.model(input_ids=ids).logits, base_logits)
-    for name, p in svf.params.items():
-        assert torch.equal(p, live[name]) and p.dtype == torch.float32
+        assert torch.equal(svf.model(input_ids=ids).logits, base_logits)
+    assert all("forward" not in vars(svf.model.get_submodule(n.rsplit(".", 1)[0])) for n in svf.params)
