@@ -9,7 +9,8 @@ shots (drawn with a fixed seed; few-shot searches α on them and on nothing else
 (dispatch confusion matrices), `fig_fewshot_alpha.png` (the α found per task) and
 `table2_adaptation.json` (rows, confusion counts, α, CEM history, run info) to the preset's figures
 folder. Each finished (task, strategy) is kept in build/adapt/<preset>/ and reused on a rerun
-(`--fresh` recomputes).
+(`--fresh` recomputes). Within a run, a sample that two strategies answer with the same weights
+is generated once; its pass-2 seconds count for both (`Transformer2`'s `answers`).
 """
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
                                 f"`python -m t2lib.train --preset {preset.name} --task classification`")
     work = build_dir() / "adapt" / preset.name
     out = {"rows": [], "confusion": {}, "alpha": {}, "cem": {}}
+    answers: dict = {}  # pass-2 answers shared by the strategies (Transformer2's `answers`)
     for category, name in UNSEEN[preset.suite].items():
         task = unseen_task(preset, name)
         shots, rest = draw_shots(task.ids, preset.cem.shots, seed=preset.cem.seed)
@@ -90,13 +92,14 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
             else:
                 t2 = Transformer2(session.svf, session.backend, experts, strategy=strategy, cls_expert=cls_expert,
                                   dispatch_mode=preset.dispatch_mode, cls_dispatch_mode=preset.cls_dispatch_mode,
-                                  cem=preset.cem, progress=progress)
+                                  cem=preset.cem, progress=progress, answers=answers)
                 result = t2.evaluate(task, scored, shot_ids=shots)
                 record = {"row": {"task": name, "category": category, "strategy": strategy, "n": len(scored),
                                   "accuracy": round(result.accuracy, 4),
                                   "first_pass_s": round(result.first_pass_s, 1),
                                   "second_pass_s": round(result.second_pass_s, 1)},
                           "labels": dict(Counter(result.labels)),
+                          "reused_answers": result.extra["reused_answers"],
                           "alpha": result.cem.alpha.tolist() if result.cem else None,
                           "cem": {"accuracy": result.cem.accuracy, "history": result.cem.history,
                                   "evaluations": result.cem.evaluations} if result.cem else None}

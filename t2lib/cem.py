@@ -43,6 +43,9 @@ class CEMConfig:
         init_std: standard deviation of the first population around the uniform mixture 1/K.
         bounds: α is clipped to this interval (official: [0, 1]).
         min_std: floor on the standard deviation (keeps the search from collapsing at once).
+        include_base: the first population also holds α = 0, the base model ("direct" experts,
+            where the mixture is taken around the base): a mixture is kept only if it does better
+            on the shots than no adaptation at all.
         seed: drives the sampling.
     """
     shots: int = 10
@@ -53,6 +56,7 @@ class CEMConfig:
     init_std: float = 0.3
     bounds: tuple[float, float] = (0.0, 1.0)
     min_std: float = 0.02
+    include_base: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -148,6 +152,8 @@ class CEMSearch:
             samples = (mean + std * torch.randn((c.population, *self.shape), generator=gen)).clamp(*c.bounds)
             if it == 0:
                 samples[0] = mean  # the uniform mixture is always among the candidates
+                if c.include_base and self.experts[0].parameterization == "direct" and len(samples) > 2:
+                    samples[1] = 0.0  # and so is the base model
             elif best is not None:
                 samples[0] = best[2]  # re-evaluated by construction: its score is cached below
             scored = []

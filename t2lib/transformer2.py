@@ -13,7 +13,7 @@ Strategies (pass 1):
 - "few-shot": `adapt(task, shot_ids)` searches mixing weights α on a few labelled examples of
   the task (`t2lib.cem`); every prompt is then answered by that mixture.
 `evaluate` runs both passes over a task in batches and reports their times separately (the
-paper's Table 3).
+paper's Table 3); several strategies can share their pass-2 answers (`answers=`).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from fishfarm.types import GenerationRequest, Prompt, SampleResult, SamplingPara
 from t2lib.cem import CEMConfig, CEMResult, CEMSearch
 from t2lib.dispatch import PromptDispatcher
 from t2lib.experts import Expert
+from t2lib.fingerprint import fingerprint
 from t2lib.svf import SVFModel
 
 STRATEGIES = ("base", "prompt", "cls-expert", "few-shot")
@@ -85,11 +86,16 @@ class Transformer2:
         cls_dispatch_mode: the same for the classification expert (default "generate", the
             reading it was trained for).
         cem: settings of the few-shot search.
+        answers: a dict shared by several `Transformer2` (one per strategy) over the same
+            model: pass-2 answers are kept in it per (weights, task, sample), so a sample two
+            strategies send to the same expert (or both to the base model) is answered once.
+            Each kept answer carries the seconds it took (its batch's time over its size),
+            which count in the pass-2 time of every strategy that uses it.
     """
 
     def __init__(self, svf: SVFModel, backend, experts: Mapping[str, Expert], *, strategy: str = "prompt",
                  cls_expert: Expert | None = None, dispatch_mode: str = "choice", cls_dispatch_mode: str = "generate",
-                 cem: CEMConfig | None = None, progress: bool = True):
+                 cem: CEMConfig | None = None, progress: bool = True, answers: dict | None = None):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if strategy == "cls-expert" and cls_expert is None:
@@ -101,6 +107,7 @@ class Transformer2:
         self.dispatch_mode, self.cls_dispatch_mode = dispatch_mode, cls_dispatch_mode
         self.cem = cem or CEMConfig()
         self.progress = progress
+        self.answers = {} if answers is None else answers
         self.mixture: CEMResult | None = None
 
     # ---------------------------------------------------------------- pass 1
@@ -160,14 +167,25 @@ class Transformer2:
         groups: dict[str, list[str]] = defaultdict(list)
         for sid, label in zip(ids, labels):
             groups[label].append(sid)
-        start = time.perf_counter()
         by_id: dict[str, SampleResult] = {}
+        second, reused = 0.0, 0
         for label, group in groups.items():
-            with self.svf.using(self.expert_for(label)):
-                result = task.evaluate(self.backend, sample_ids=group, progress=self.progress)
-            by_id.update({s.sample_id: s for s in result.samples})
-        second = time.perf_counter() - start
+            expert = self.expert_for(label)
+            weights = "base" if expert is None else fingerprint(expert.z.items())
+            todo = [s for s in group if (weights, task.name, s) not in self.answers]
+            reused += len(group) - len(todo)
+            if todo:
+                start = time.perf_counter()
+                with self.svf.using(expert):
+                    result = task.evaluate(self.backend, sample_ids=todo, progress=self.progress)
+                each = (time.perf_counter() - start) / len(todo)
+                for sample in result.samples:
+                    self.answers[(weights, task.name, sample.sample_id)] = (sample, each)
+            for sid in group:
+                by_id[sid], seconds = self.answers[(weights, task.name, sid)]
+                second += seconds
         samples = tuple(by_id[s] for s in ids)
         accuracy = sum(s.score.correct for s in samples) / len(samples) if samples else 0.0
         return TwoPassResult(task.name, self.strategy, accuracy, samples, labels, first, second,
-                             cem=self.mixture if self.strategy == "few-shot" else None)
+                             cem=self.mixture if self.strategy == "few-shot" else None,
+                             extra={"reused_answers": reused})

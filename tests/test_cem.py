@@ -97,6 +97,29 @@ def test_ties_are_broken_by_log_likelihood(setup, monkeypatch):
     assert float(result.alpha[0]) == max(seen) and result.loglik == max(seen)
 
 
+def test_the_base_model_is_a_candidate_and_wins_when_no_mixture_beats_it(setup, monkeypatch):
+    svf, backend, experts = setup
+    search = CEMSearch(svf, backend, experts, progress=False,
+                       config=CEMConfig(population=5, iterations=2, per_layer=False, seed=3))
+    seen = []
+
+    def fitness(task, ids, alpha):
+        seen.append(alpha.clone())
+        return (0.6 if float(alpha.abs().sum()) == 0 else 0.4), 0.0
+
+    monkeypatch.setattr(search, "fitness", fitness)
+    result = search.search(Task("any", [{"q": 1}]), ["0"])
+    assert float(result.alpha.abs().sum()) == 0 and result.accuracy == 0.6
+    assert torch.allclose(seen[0], torch.full((3,), 1 / 3)) and float(seen[1].abs().sum()) == 0
+    assert all(torch.equal(v, torch.ones_like(v)) for v in result.expert.z.values())  # α = 0: the base model
+    off = CEMSearch(svf, backend, experts, progress=False,
+                    config=CEMConfig(population=5, iterations=1, per_layer=False, include_base=False))
+    seen.clear()
+    monkeypatch.setattr(off, "fitness", fitness)
+    off.search(Task("any", [{"q": 1}]), ["0"])
+    assert all(float(a.abs().sum()) > 0 for a in seen)
+
+
 def test_draw_shots_is_seeded_and_disjoint():
     ids = [str(i) for i in range(20)]
     shots, rest = draw_shots(ids, 5, seed=3)

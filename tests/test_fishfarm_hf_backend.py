@@ -245,3 +245,36 @@ def test_token_logprobs_match_log_softmax_gather_in_value_and_gradient():
     torch.testing.assert_close(got, expected.detach(), rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(logits.grad, grad_expected, rtol=1e-9, atol=1e-9)
     assert torch.autograd.gradcheck(lambda x: token_logprobs(x, targets), (logits.detach().requires_grad_(True),))
+
+
+def test_a_shared_prefix_runs_once_with_the_same_logprobs_and_gradient(tiny_llama, tiny_tokenizer):
+    system = "You answer questions about numbers briefly and precisely, one word at a time."
+    requests = [LogprobRequest(Prompt.chat(q, system=system), continuation=c)
+                for q, c in zip(QUESTIONS, (" four", " 12 and more", " yes", " the end of it"))]
+    shared = HFBackend(tiny_llama, tiny_tokenizer, progress=False, min_shared_prefix=8)
+    plain = HFBackend(tiny_llama, tiny_tokenizer, progress=False, min_shared_prefix=0)
+    encoded = [shared.encode(r.prompt) for r in requests]
+    common = next(i for i in range(min(map(len, encoded))) if len({tuple(e[:i + 1]) for e in encoded}) > 1)
+    assert common >= 8
+    rows = []
+    hook = tiny_llama.model.embed_tokens.register_forward_hook(lambda m, i, o: rows.append(tuple(i[0].shape)))
+    target = tiny_llama.model.layers[0].mlp.up_proj.weight
+    try:
+        out = shared.logprobs(requests, grad=True)
+        (grad,) = torch.autograd.grad((out.sums * torch.tensor([1.0, -2.0, 0.5, 3.0])).sum(), target)
+    finally:
+        hook.remove()
+    assert rows[0] == (1, common) and rows[1][0] == len(requests)  # the prefix once, then the rest
+    expected = plain.logprobs(requests, grad=True)
+    (expected_grad,) = torch.autograd.grad((expected.sums * torch.tensor([1.0, -2.0, 0.5, 3.0])).sum(), target)
+    torch.testing.assert_close(out.sums, expected.sums, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(grad, expected_grad, atol=1e-5, rtol=1e-4)
+    assert grad.abs().sum() > 0
+
+
+def test_next_token_logprobs_with_a_shared_prefix(tiny_llama, tiny_tokenizer):
+    system = "Classify the question into one of the categories and answer with its name only."
+    prompts = [Prompt.chat(q, system=system) for q in QUESTIONS]
+    shared = HFBackend(tiny_llama, tiny_tokenizer, progress=False, min_shared_prefix=8).next_token_logprobs(prompts)
+    plain = HFBackend(tiny_llama, tiny_tokenizer, progress=False, min_shared_prefix=0).next_token_logprobs(prompts)
+    torch.testing.assert_close(shared, plain, atol=1e-4, rtol=1e-5)

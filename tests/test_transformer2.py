@@ -47,6 +47,30 @@ def test_each_prompt_is_answered_by_its_dispatched_expert_and_other_by_the_base(
     assert result.first_pass_s >= 0 and result.second_pass_s > 0
 
 
+def test_strategies_sharing_answers_generate_each_answer_once(setup, monkeypatch):
+    svf, backend, experts, task = setup
+    answers = {}
+    base = Transformer2(svf, backend, experts, strategy="base", progress=False, answers=answers)
+    first = base.evaluate(task, task.ids)
+    assert first.extra["reused_answers"] == 0 and len(answers) == len(task.ids)
+    t2 = Transformer2(svf, backend, experts, strategy="prompt", progress=False, answers=answers)
+    routes = ["other", "math", "other", "math", "other", "code"]
+    monkeypatch.setattr(t2, "dispatch", lambda questions: routes[:len(questions)])
+    calls = []
+    real = task.evaluate
+    monkeypatch.setattr(task, "evaluate", lambda *a, **k: calls.append(k["sample_ids"]) or real(*a, **k))
+    result = t2.evaluate(task, task.ids)
+    assert result.extra["reused_answers"] == 3  # the "other" samples: the base model's answers
+    assert sorted(sid for ids in calls for sid in ids) == ["1", "3", "5"]
+    for sid, label, sample in zip(task.ids, routes, result.samples):
+        assert sample.answer == answers_with(svf, backend, task, [sid], experts.get(label))[0]
+    assert result.second_pass_s > 0
+    again = Transformer2(svf, backend, experts, strategy="prompt", progress=False, answers=answers)
+    monkeypatch.setattr(again, "dispatch", lambda questions: routes[:len(questions)])
+    calls.clear()
+    assert again.evaluate(task, task.ids).extra["reused_answers"] == 6 and not calls
+
+
 def test_base_strategy_matches_plain_evaluation(setup):
     svf, backend, experts, task = setup
     result = Transformer2(svf, backend, experts, strategy="base", progress=False).evaluate(task, task.ids)
