@@ -9,12 +9,13 @@ gradient of the same loss −Σ r·log π(ŷ|x)/N with respect to z:
   U @ diag_embed(σ·z) @ Vᵀ and copied into the model; then one sample at a time: logits over the
   whole vocabulary and sequence, log-softmax, gather, backward; then every matrix recomposed again
   with a graph and backpropagated with its weight's gradient. Model dtype (fp32 on the CPU).
-- kit (`ReinforceTrainer.accumulate_gradient` with the preset's config): one composition
-  (U·(σ·z)) @ Vᵀ written into the model, micro-batches of similar length, LM head only at the
-  answer positions, the passes under bf16 autocast when the preset says so (tiny does), then
-  dL/dz = σ·diag(Uᵀ (dL/dW') V) with one product per matrix.
-- kit in the model's dtype: the same without autocast, to show what batching alone buys;
-- kit with eager attention for the log-prob passes (`grad_attention="eager"`).
+- kit (`ReinforceTrainer.accumulate_gradient` with the preset's config): the base weights in
+  place and each target layer computing U((σ·z) ⊙ Vᵀx) from its factors, so autograd reaches z
+  directly; micro-batches of similar length whose shared prefix (the system prompt) runs once;
+  LM head only at the answer positions; bf16 autocast and eager attention when the preset says
+  so (tiny does).
+- kit in the model's dtype: the same without autocast;
+- kit with the model's own attention (SDPA) for the log-prob passes instead of the preset's.
 Times are the best of `--repeats`, measured in this run, in alternating order (the machine is
 noisy). The script prints how far each gradient is from the reference and the ratios; it asserts
 nothing about speed.
@@ -51,7 +52,7 @@ def main() -> None:
     trainers = {}
     variants = {"kit": dict(grad_dtype=preset.train.grad_dtype, grad_attention=preset.train.grad_attention),
                 "kit, model dtype": dict(grad_dtype=None),
-                "kit, eager attention": dict(grad_dtype=preset.train.grad_dtype, grad_attention="eager")}
+                "kit, SDPA attention": dict(grad_dtype=preset.train.grad_dtype, grad_attention="sdpa")}
     for label, options in variants.items():
         with tempfile.TemporaryDirectory() as tmp:
             trainers[label] = ReinforceTrainer(session.svf, session.backend, task, run_dir=tmp, progress=False,

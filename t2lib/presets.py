@@ -85,10 +85,10 @@ TINY_TRAIN = ReinforceConfig(steps=20, batch_size=16, micro_batch_size=8, lr=1e-
                              schedule="constant", grad_clip=1e-3, normalize_rewards=True, logprob_reduction="mean",
                              grad_dtype="bfloat16", grad_attention="eager", eval_every=5)
 # ARC-Easy starts at chance (24% on test; the base model answers "B" for most questions, and
-# its likelihood of the right letter is at chance too). Its expert gets more steps of the same
-# greedy recipe (the update is ~3 s, so 48 steps fit the 10-minute budget); validation every 6.
+# its likelihood of the right letter is at chance too). Its expert gets 24 steps of the same
+# greedy recipe (~20 s a step with its long answers: the 10-minute budget), validation every 6.
 # Sampled rollouts (T = 1, lr 2e-3, 24 steps) did no better (README, "Training experts").
-TINY_TRAIN_ARC = replace(TINY_TRAIN, steps=48, eval_every=6)
+TINY_TRAIN_ARC = replace(TINY_TRAIN, steps=24, eval_every=6)
 # Paper Table 6 and the official configs (../PAPER.md): AdamW lr 2e-3 with cosine decay, 256
 # prompts a step, gradient norm clipped at 1e-3, greedy rollouts, raw ±1 rewards, z starting at
 # 0.1 + 0.01·N(0, 1) through the official sigmoid parameterization, validation every 10 steps.

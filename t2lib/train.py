@@ -178,18 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(tasks) > 1 and (args.out or args.run_dir):
         parser.error("--out and --run-dir name one expert; use them with --task")
     session = Session(preset)
-    rows = []
     for task in tasks:
         config = replace(preset.train_config(task), **overrides)
         row = train_expert(session, task, config=config, kl_coefs=args.kl_coef, out=args.out,
                            run_dir=args.run_dir, fresh=args.fresh, test=not args.no_test)
-        rows.append(row)
         summary = (f"test {row['base_accuracy']:.1%} -> {row['expert_accuracy']:.1%}"
                    if "base_accuracy" in row else f"validation {row['val_accuracy']:.1%}")
         print(f"{row['expert']} ({task}): {summary}, best step {row['best_step']}, "
               f"trained in {row['train_seconds']:.0f} s -> {row['path']}", flush=True)
-    if any("base_accuracy" in r for r in rows):
-        print(f"wrote {write_table(rows, preset)}")
+        if "base_accuracy" in row:  # each expert's row as soon as it is done: an interrupted --all keeps them
+            print(f"wrote {write_table([row], preset)}", flush=True)
     return 0
 
 
