@@ -50,7 +50,7 @@ def reference_update(trainer: ReinforceTrainer, requests, adv) -> None:
 
 
 def kit_update(trainer: ReinforceTrainer, requests, adv) -> None:
-    trainer.gradient(requests, adv)
+    trainer.accumulate_gradient(requests, adv)
 
 
 def sync() -> None:

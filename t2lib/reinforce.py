@@ -287,14 +287,6 @@ class ReinforceTrainer:
         return SamplingParams(max_new_tokens=c.max_new_tokens or base.max_new_tokens,
                               temperature=c.temperature, top_p=base.top_p, stop=base.stop, seed=seed)
 
-    def load_z(self) -> None:
-        """Writes W'(z) into the live model (for rollouts; no graph)."""
-        self.svf.write_z(self.z, parameterization=self.config.parameterization)
-
-    def gradient(self, requests: Sequence[LogprobRequest], adv: torch.Tensor) -> tuple[float, float]:
-        """Sets z.grad for `requests` weighted by `adv` at the current z; returns (policy-gradient
-        loss, summed KL). A step without the rollouts."""
-        return self.accumulate_gradient(requests, adv)
 
     def expert_from(self, z: dict[str, torch.Tensor]) -> Expert:
         """Returns an expert holding `z`, with this run's config."""
@@ -306,11 +298,10 @@ class ReinforceTrainer:
         """Runs one REINFORCE update on `sample_ids`; returns its metrics."""
         c = self.config
         t0 = time.perf_counter()
-        self.load_z()
+        self.svf.write_z(self.z, parameterization=c.parameterization)  # W' for the rollouts
         sampling = self._sampling(self.task, step)
         requests = [self.task.request(s, sampling=sampling) for s in sample_ids]
         generations = self.backend.generate(requests, progress=False)
-        self.svf.restore()  # the gradient passes compute the targets from the factors
         scores = self.task.score_many(sample_ids, [g.text for g in generations])
         t1 = time.perf_counter()
         rewards = torch.tensor([c.reward_correct if s.correct else c.reward_wrong for s in scores])
@@ -345,11 +336,11 @@ class ReinforceTrainer:
         """
         c = self.config
         n = len(requests)
+        self.svf.restore()  # base weights live: the targets run from the factors, the KL reference as is
         for p in self.z.values():
             p.grad = torch.zeros_like(p)
         if not bool(adv.abs().sum()) and c.kl_coef == 0:
             return 0.0, 0.0  # nothing to learn from this batch: skip the forward passes
-        self.svf.restore()
         model = self.svf.model
         attention = model.config._attn_implementation
         if c.grad_attention:

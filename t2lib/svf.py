@@ -81,13 +81,16 @@ class SVFModel:
         if expert is None:
             return self.restore()
         expert.check_compatible(self.decomp, model_id=self.model_id)
-        scales = expert.scales(self.decomp)
+        self._write(expert.scales(self.decomp))
+        self.active = expert
+
+    def _write(self, scales: Mapping[str, torch.Tensor]) -> None:
+        """Writes U diag(σ ⊙ scale) Vᵀ into each target in `scales`, the base weights elsewhere."""
         for name, param in self.params.items():
             if name in scales:
                 param.copy_(self.decomp[name].compose(scales[name]).to(param.dtype))
             else:
                 param.copy_(self._base[name])
-        self.active = expert
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -108,10 +111,9 @@ class SVFModel:
 
     @torch.no_grad()
     def write_z(self, z: Mapping[str, torch.Tensor], *, parameterization: str = "direct") -> None:
-        """Writes W'(z) into the live target matrices, one matrix at a time (no graph kept)."""
-        for name, vec in z.items():
-            f = self.decomp[name]
-            self.params[name].copy_(f.compose(effective_scale(vec, f.S, parameterization)))
+        """Writes W'(z) into the live target matrices (no graph kept); targets z lacks get their
+        base weights."""
+        self._write({n: effective_scale(v, self.decomp[n].S, parameterization) for n, v in z.items()})
         self.active = None
 
     @contextmanager

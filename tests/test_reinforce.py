@@ -88,7 +88,7 @@ def test_micro_batched_gradient_matches_a_per_sample_loop(tmp_path, one_torch_th
     conts = [(5, 9, 11), (20, 3), (40, 41, 42, 43), (7,), (60, 61)]  # uneven lengths: padding matters
     lp_requests = [LogprobRequest(p, continuation_ids=c) for p, c in zip(requests, conts)]
     adv = torch.tensor([1.0, -1.0, 0.5, 2.0, -0.7])
-    t.gradient(lp_requests, adv)
+    t.accumulate_gradient(lp_requests, adv)
     expected = reference_gradient(t.svf, t.backend, z0, lp_requests, adv, reduction=reduction, kl_coef=kl_coef,
                                   parameterization=parameterization)
     for n in t.z:
@@ -103,7 +103,7 @@ def test_kl_is_zero_at_the_base_and_grows_when_z_moves(tmp_path, one_torch_threa
     adv = torch.zeros(4)
 
     def kl():
-        _, total = t.gradient(reqs, adv)
+        _, total = t.accumulate_gradient(reqs, adv)
         return total
 
     assert abs(kl()) < 1e-5
@@ -126,7 +126,7 @@ def test_one_step_moves_the_log_prob_of_a_rewarded_answer_in_the_reward_directio
         return value
 
     before = logprob()
-    t.gradient([req], torch.tensor([sign]))
+    t.accumulate_gradient([req], torch.tensor([sign]))
     t.optimizer.step()
     assert (logprob() - before) * sign > 0
 
@@ -218,7 +218,7 @@ def test_bf16_autocast_gradient_points_the_same_way(tmp_path, one_torch_thread):
         t = trainer(tmp_path, ReinforceConfig(micro_batch_size=3, grad_dtype=dtype), run=str(dtype))
         reqs = [LogprobRequest(t.task.request(s).prompt, continuation_ids=(30, 31, 32 + i))
                 for i, s in enumerate(t.task.ids[:5])]
-        t.gradient(reqs, torch.tensor([1.0, -1.0, 0.5, -0.5, 1.0]))
+        t.accumulate_gradient(reqs, torch.tensor([1.0, -1.0, 0.5, -0.5, 1.0]))
         grads[dtype] = torch.cat([p.grad.flatten() for p in t.z.values()])
         assert all(p.dtype == torch.float32 for p in t.z.values())
     cos = torch.nn.functional.cosine_similarity(grads[None], grads["bfloat16"], dim=0)
@@ -231,7 +231,7 @@ def test_eager_attention_for_the_gradient_pass_gives_the_same_gradient_and_is_un
         t = trainer(tmp_path, ReinforceConfig(micro_batch_size=2, grad_attention=attention), run=str(attention))
         before = t.svf.model.config._attn_implementation
         reqs = [LogprobRequest(t.task.request(s).prompt, continuation_ids=(30, 31 + i)) for i, s in enumerate(t.task.ids[:3])]
-        t.gradient(reqs, torch.tensor([1.0, -1.0, 0.5]))
+        t.accumulate_gradient(reqs, torch.tensor([1.0, -1.0, 0.5]))
         assert t.svf.model.config._attn_implementation == before
         grads[attention] = torch.cat([p.grad.flatten() for p in t.z.values()])
     torch.testing.assert_close(grads[None], grads["eager"], rtol=1e-4, atol=1e-7)
