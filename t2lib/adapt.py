@@ -38,7 +38,7 @@ from t2lib.transformer2 import STRATEGIES, Transformer2
 
 COLUMNS = ("task", "category", "strategy", "n", "accuracy", "first_pass_s", "second_pass_s")
 CATEGORIES = ("math", "code", "reasoning")
-UNSEEN = {"tiny": {"math": "sub_word", "code": "fn_string", "reasoning": "arc_challenge"},
+UNSEEN = {"tiny": {"math": "sub_word", "code": "fn_string", "reasoning": "where_crowd"},
           "paper": {"math": "math", "code": "humaneval", "reasoning": "arc_challenge"}}
 
 

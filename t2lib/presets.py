@@ -84,11 +84,6 @@ class Preset:
 TINY_TRAIN = ReinforceConfig(steps=20, batch_size=16, micro_batch_size=8, lr=1e-3, optimizer="adamw",
                              schedule="constant", grad_clip=1e-3, normalize_rewards=True, logprob_reduction="mean",
                              grad_dtype="bfloat16", grad_attention="eager", eval_every=5)
-# ARC-Easy starts at chance (24% on test; the base model answers "B" for most questions, and
-# its likelihood of the right letter is at chance too). Its expert gets 24 steps of the same
-# greedy recipe (~20 s a step with its long answers: the 10-minute budget), validation every 6.
-# Sampled rollouts (T = 1, lr 2e-3, 24 steps) did no better (README, "Training experts").
-TINY_TRAIN_ARC = replace(TINY_TRAIN, steps=24, eval_every=6)
 # Paper Table 6 and the official configs (../PAPER.md): AdamW lr 2e-3 with cosine decay, 256
 # prompts a step, gradient norm clipped at 1e-3, greedy rollouts, raw ±1 rewards, z starting at
 # 0.1 + 0.01·N(0, 1) through the official sigmoid parameterization, validation every 10 steps.
@@ -107,8 +102,7 @@ PRESETS: dict[str, Preset] = {
                     train=replace(TINY_TRAIN, steps=2, batch_size=4, micro_batch_size=4, eval_every=1,
                                   eval_limit=4, max_new_tokens=16),
                     cem=CEMConfig(shots=2, population=2, elite_ratio=0.5, iterations=1, per_layer=False)),
-    "tiny": Preset("tiny", model_source="offline", train=TINY_TRAIN, cem=TINY_CEM,
-                   train_by_task={"arc_easy": TINY_TRAIN_ARC}),
+    "tiny": Preset("tiny", model_source="offline", train=TINY_TRAIN, cem=TINY_CEM),
     "paper": Preset("paper", model="meta-llama/Meta-Llama-3-8B-Instruct", svd_storage_dtype="bfloat16",
                     inspect_prompts=6, inspect_max_new_tokens=128, suite="paper", paper_eval_limit=None,
                     paper_max_new_tokens=None, batch_size=64, train=PAPER_TRAIN,

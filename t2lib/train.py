@@ -25,7 +25,7 @@ from t2lib.presets import Preset, get_preset
 from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, spread_ids
 
 # The expert of each category is trained on these tasks (paper Table 1: GSM8K, MBPP, ARC-Easy).
-TRAINING_TASKS = {"tiny": {"math": "add_word", "code": "fn_arith", "reasoning": "arc_easy"},
+TRAINING_TASKS = {"tiny": {"math": "add_word", "code": "fn_arith", "reasoning": "where_person"},
                   "paper": {"math": "gsm8k", "code": "mbpp", "reasoning": "arc_easy"}}
 TABLE_COLUMNS = ("expert", "task", "n", "base_accuracy", "expert_accuracy", "gain_points", "best_step",
                  "steps", "kl_coef", "val_base_accuracy", "val_accuracy", "train_seconds", "test_seconds")

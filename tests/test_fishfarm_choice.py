@@ -1,7 +1,7 @@
 """Multiple-choice scoring: letters in every common format, or the option's text."""
 import pytest
 
-from fishfarm.scoring import extract_choice, score_choice
+from fishfarm.scoring import extract_choice, score_choice, score_name
 
 OPTIONS = ["evaporation", "condensation", "precipitation", "water vapor condensation"]
 
@@ -43,3 +43,20 @@ def test_score_reports_what_was_picked():
     assert score_choice("condensation", "B", options=OPTIONS).correct
     with pytest.raises(ValueError, match="not one of the labels"):
         score_choice("A", "E")
+
+
+@pytest.mark.parametrize("answer,picked", [
+    ("The key is in the garden, not the park.", "garden"),
+    ("park. Then the garden", "park"),
+    ("GARDEN", "garden"),
+    ("The gardener has it.", None),  # whole words only
+    ("I cannot tell.", None),
+])
+def test_score_name_reads_the_first_name_mentioned(answer, picked):
+    score = score_name(answer, "garden", ["park", "garden"])
+    assert score.extracted == picked and score.correct == (picked == "garden")
+
+
+def test_score_name_refuses_a_gold_outside_the_names():
+    with pytest.raises(ValueError, match="'attic' is not one of the names"):
+        score_name("attic", "attic", ["park", "garden"])

@@ -1,6 +1,6 @@
 """Scorers: each turns a model's answer and a reference into a `fishfarm.types.Score`."""
 from fishfarm.scoring.boxed import last_boxed
-from fishfarm.scoring.choice import extract_choice, score_category, score_choice
+from fishfarm.scoring.choice import extract_choice, score_category, score_choice, score_name
 from fishfarm.scoring.code import build_program, extract_code, score_code, score_code_many
 from fishfarm.scoring.math_equiv import (extract_math_answer, math_equal, normalize_math_answer,
                                          score_math)
@@ -9,5 +9,5 @@ from fishfarm.scoring.numbers import extract_final_number, parse_number, score_n
 __all__ = [
     "build_program", "extract_choice", "extract_code", "extract_final_number",
     "extract_math_answer", "last_boxed", "math_equal", "normalize_math_answer", "parse_number",
-    "score_category", "score_choice", "score_code", "score_code_many", "score_math", "score_number",
+    "score_category", "score_choice", "score_code", "score_code_many", "score_math", "score_name", "score_number",
 ]

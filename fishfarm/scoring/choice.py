@@ -109,3 +109,18 @@ def score_category(answer: str, category: str) -> Score:
         return Score(False, None, "no \\boxed{} category in the answer")
     picked = boxed.strip().strip("'\"").lower()
     return Score(picked == category, picked, "" if picked == category else f"expected {category}")
+
+
+def score_name(answer: str, gold: str, names: Sequence[str]) -> Score:
+    """Returns whether the first of `names` that the answer mentions is `gold`.
+
+    For "who" or "where" questions: "The key is in the garden, not the park." picks garden.
+    Names are matched as whole words, case ignored; an answer that names none picks nothing.
+    """
+    if gold not in names:
+        raise ValueError(f"gold name {gold!r} is not one of the names {list(names)}")
+    hits = [(m.start(), n) for n in names for m in [re.search(rf"\b{re.escape(n)}\b", answer, re.IGNORECASE)] if m]
+    if not hits:
+        return Score(False, None, "none of the names is in the answer")
+    picked = min(hits)[1]
+    return Score(picked == gold, picked, "" if picked == gold else f"expected {gold}")

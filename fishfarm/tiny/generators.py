@@ -11,6 +11,10 @@ Families:
 - `sub_word` (math, unseen): one-step subtraction word problems: another operation, same world.
 - `fn_arith` (code, training): write `f(x)` that adds / subtracts / multiplies by a constant.
 - `fn_string` (code, unseen): write `f(s)` for a simple string operation: another data type.
+- `where_person` (reasoning, training): a short story of people moving between rooms, then
+  "Where is Mia?": the place of her last move (bAbI task 1, one supporting fact).
+- `where_crowd` (reasoning, unseen): the same question about six moves of four people: longer
+  stories with more distractors, as ARC-Challenge is to ARC-Easy.
 """
 from __future__ import annotations
 
@@ -154,6 +158,62 @@ def fn_string(split: str) -> list[dict]:
     return out
 
 
+PLACES = ("kitchen", "garden", "office", "hallway", "bedroom", "bathroom", "garage", "park")
+MOVES = ("went to", "moved to", "travelled to", "walked to", "ran to")
+STORY_POOL = 4000  # seeds per family; each seed is one story
+
+
+def _moves(rng: random.Random, people: Sequence[str], n: int) -> tuple[list[str], dict[str, str]]:
+    """Returns n "X went to the Y." sentences and where each person who moved ends up."""
+    where, sentences = {}, []
+    for _ in range(n):
+        who = rng.choice(people)
+        place = rng.choice([p for p in PLACES if p != where.get(who)])
+        where[who] = place
+        sentences.append(f"{who} {rng.choice(MOVES)} the {place}.")
+    return sentences, where
+
+
+def _stories(family: str, make: Callable[[random.Random], tuple[str, str]], split: str,
+             sizes: dict[str, int]) -> list[dict]:
+    out, seen = [], set()
+    for seed in _split(range(STORY_POOL), split, sizes):
+        question, answer = make(random.Random(f"{family}:{seed}"))
+        if question in seen:  # two seeds that drew the same story: keep the first
+            continue
+        seen.add(question)
+        out.append({"id": f"{family}-{seed}", "question": question, "answer": answer, "places": list(PLACES),
+                    "category": "reasoning"})
+    return out
+
+
+def _where_is(family: str, people: int, moves: int, split: str, sizes: dict[str, int]) -> list[dict]:
+    def make(rng):
+        sentences, where = _moves(rng, rng.sample(NAMES, people), moves)
+        who = rng.choice(sorted(where))
+        return f"{' '.join(sentences)} Where is {who}?", where[who]
+    return _stories(family, make, split, sizes)
+
+
+def where_person(split: str) -> list[dict]:
+    """Returns four-sentence stories of three people moving, asking where one of them is now.
+
+    Records: {"id", "question", "answer" (a place), "places" (every place a story can name),
+    "category"}. Who is asked about moved at least once; when they moved twice, the first
+    place named for them is wrong.
+    """
+    return _where_is("where_person", 3, 4, split, TRAIN_SIZES)
+
+
+def where_crowd(split: str) -> list[dict]:
+    """Returns six-sentence stories of four people moving, asking where one of them is now.
+
+    Records as in `where_person`.
+    """
+    return _where_is("where_crowd", 4, 6, split, UNSEEN_SIZES)
+
+
 FAMILIES: dict[str, Callable[[str], list[dict]]] = {
     "add_word": add_word, "sub_word": sub_word, "fn_arith": fn_arith, "fn_string": fn_string,
+    "where_person": where_person, "where_crowd": where_crowd,
 }
