@@ -8,8 +8,8 @@
 
 Every task is a seeded family from `fishfarm.tiny.generators` (disjoint splits: 256 train, 48
 validation, 120 test). Unseen tasks have no train split: nothing is ever trained on them.
-Reasoning is not ARC here: SmolLM2-135M answers ARC at chance in every form tried (README, "The
-tiny suite"), so an expert has nothing to build on; the paper preset keeps ARC.
+Reasoning is not ARC here: SmolLM2-135M answers ARC at chance in every form tried (README, "Tasks";
+`bench/arc_probe.py`), so an expert has nothing to build on; the paper preset keeps ARC.
 
 `classification_task` asks which category a prompt belongs to, with the paper's boxed
 classification prompt (`fishfarm.data.prompts.cls_prompt`); it is built from the training tasks' train-split prompts only (the
