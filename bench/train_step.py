@@ -12,9 +12,10 @@ gradient of the same loss −Σ r·log π(ŷ|x)/N with respect to z:
 - kit (`ReinforceTrainer.accumulate_gradient` with the preset's config): the base weights in
   place and each target layer computing U((σ·z) ⊙ Vᵀx) from its factors, so autograd reaches z
   directly; micro-batches of similar length whose shared prefix (the system prompt) runs once;
-  LM head only at the answer positions; bf16 autocast and eager attention when the preset says
-  so (tiny does).
+  LM head only at the answer positions; eager attention and the preset's `grad_dtype` (tiny:
+  "auto", bf16 autocast where the CPU has AVX512-BF16 or AMX, else fp32).
 - kit in the model's dtype: the same without autocast;
+- kit with bf16 autocast whatever the CPU (emulated where it lacks bf16 instructions);
 - kit with the model's own attention (SDPA) for the log-prob passes instead of the preset's.
 Times are the best of `--repeats`, measured in this run, in alternating order (the machine is
 noisy). The script prints how far each gradient is from the reference and the ratios; it asserts
@@ -30,7 +31,7 @@ import torch
 
 from fishfarm.types import LogprobRequest
 from t2lib.presets import get_preset
-from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
+from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, resolve_grad_dtype
 from t2lib.train import Session, task_splits
 
 from steps import kit_update, reference_update, timed  # bench/steps.py
@@ -52,6 +53,7 @@ def main() -> None:
     trainers = {}
     variants = {"kit": dict(grad_dtype=preset.train.grad_dtype, grad_attention=preset.train.grad_attention),
                 "kit, model dtype": dict(grad_dtype=None),
+                "kit, bf16 autocast": dict(grad_dtype="bfloat16", grad_attention=preset.train.grad_attention),
                 "kit, SDPA attention": dict(grad_dtype=preset.train.grad_dtype, grad_attention="sdpa")}
     for label, options in variants.items():
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +95,8 @@ def main() -> None:
         cos = float(torch.nn.functional.cosine_similarity(flat, torch.cat([ref[n].flatten() for n in ref]), dim=0))
         print(f"gradient of {name!r}: |g - g_ref| / |g_ref| = {num / den:.2e}, cosine {cos:.5f}")
     print(f"update, reference-style (per-sample loop, official composition): {best['reference']:.2f} s")
-    print(f"kit settings of the {preset.name} preset: grad_dtype={preset.train.grad_dtype}, "
+    resolved = resolve_grad_dtype(preset.train.grad_dtype, session.backend.device)
+    print(f"kit settings of the {preset.name} preset: grad_dtype={preset.train.grad_dtype} (here: {resolved}), "
           f"grad_attention={preset.train.grad_attention}, micro-batches of {args.micro}")
     for name in trainers:
         print(f"update, {name + ':':22s} {best[name]:6.2f} s   reference / this = {best['reference'] / best[name]:.2f}x")

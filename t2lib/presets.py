@@ -83,7 +83,7 @@ class Preset:
 # rewards: with raw ±1 and 16 prompts a batch of mostly wrong answers pushes every answer down.
 TINY_TRAIN = ReinforceConfig(steps=20, batch_size=16, micro_batch_size=8, lr=1e-3, optimizer="adamw",
                              schedule="constant", grad_clip=1e-3, normalize_rewards=True, logprob_reduction="mean",
-                             grad_dtype="bfloat16", grad_attention="eager", eval_every=5)
+                             grad_dtype="auto", grad_attention="eager", eval_every=5)
 # Paper Table 6 and the official configs (../PAPER.md): AdamW lr 2e-3 with cosine decay, 256
 # prompts a step, gradient norm clipped at 1e-3, greedy rollouts, raw ±1 rewards, z starting at
 # 0.1 + 0.01·N(0, 1) through the official sigmoid parameterization, validation every 10 steps.

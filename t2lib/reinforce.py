@@ -35,6 +35,33 @@ from t2lib.atomic import append_jsonl, atomic_path, atomic_write_text
 from t2lib.experts import PARAMETERIZATIONS, Expert, identity_value
 from t2lib.svf import SVFModel
 
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Returns whether `device` multiplies bf16 matrices natively.
+
+    CUDA: `torch.cuda.is_bf16_supported()`. CPU: the AVX512-BF16 or AMX-BF16 instructions, read
+    from /proc/cpuinfo (elsewhere: False). Without them a CPU emulates bf16, slower than fp32.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = CPUINFO.read_text()
+    except OSError:
+        return False
+    return any(f" {flag}" in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_grad_dtype(grad_dtype: str | None, device: torch.device | str) -> str | None:
+    """Returns the autocast dtype `ReinforceConfig.grad_dtype` asks for on `device` (None: none)."""
+    if grad_dtype == "auto":
+        return "bfloat16" if native_bf16(device) else None
+    return grad_dtype
+
 CHECKPOINT_VERSION = 1
 
 
@@ -63,8 +90,10 @@ class ReinforceConfig:
         temperature: rollout temperature (paper: 0, greedy).
         max_new_tokens: rollout answer budget; None uses the task's.
         grad_dtype: run the log-prob passes under torch.autocast to this dtype ("bfloat16"), with
-            fp32 weights and z; None: the model's dtype. On a CPU with AVX512-BF16 this halves the
-            update's time (bench/train_step.py); rollouts and evaluation stay in the model's dtype.
+            fp32 weights and z; None: the model's dtype; "auto": bfloat16 where the device computes
+            it natively (`native_bf16`), else the model's dtype. On a CPU with AVX512-BF16 bf16
+            halves the update's time; on one without, it emulates bf16 and is 3.5x slower than
+            fp32 (bench/train_step.py). Rollouts and evaluation stay in the model's dtype.
         grad_attention: attention implementation for the log-prob passes ("eager", "sdpa", ...);
             None: the model's. On a CPU, "eager" backpropagates faster than SDPA for short sequences.
         parameterization: "direct" (paper's formula, z = 1 is the base) | "sigmoid" (official
@@ -102,7 +131,7 @@ class ReinforceConfig:
     def __post_init__(self):
         choices = {"optimizer": ("adamw", "adam"), "schedule": ("cosine", "constant"),
                    "logprob_reduction": ("mean", "sum"), "parameterization": PARAMETERIZATIONS,
-                   "grad_dtype": (None, "bfloat16", "float16")}
+                   "grad_dtype": (None, "auto", "bfloat16", "float16")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"ReinforceConfig.{key}={getattr(self, key)!r}; choose one of {allowed}")
@@ -373,9 +402,10 @@ class ReinforceTrainer:
         return pg_total, kl_total
 
     def _autocast(self):
-        if self.config.grad_dtype is None:
+        dtype = resolve_grad_dtype(self.config.grad_dtype, self.backend.device)
+        if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.backend.device.type, dtype=getattr(torch, self.config.grad_dtype))
+        return torch.autocast(self.backend.device.type, dtype=getattr(torch, dtype))
 
     def _reference_distributions(self, chunk: Sequence[LogprobRequest]) -> torch.Tensor:
         """Returns the base model's log-distributions on `chunk` (the live weights are the base's)."""

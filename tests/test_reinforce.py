@@ -235,3 +235,18 @@ def test_eager_attention_for_the_gradient_pass_gives_the_same_gradient_and_is_un
         assert t.svf.model.config._attn_implementation == before
         grads[attention] = torch.cat([p.grad.flatten() for p in t.z.values()])
     torch.testing.assert_close(grads[None], grads["eager"], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("flags,want", [("fpu avx512f avx512_bf16 amx_tile", "bfloat16"),
+                                        ("fpu avx512f amx_bf16", "bfloat16"),
+                                        ("fpu avx512f avx512bw", None)])
+def test_auto_grad_dtype_uses_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch, flags, want):
+    from t2lib import reinforce
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor : 0\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(reinforce, "CPUINFO", info)
+    assert reinforce.resolve_grad_dtype("auto", "cpu") == want
+    assert reinforce.resolve_grad_dtype("bfloat16", "cpu") == "bfloat16"
+    assert reinforce.resolve_grad_dtype(None, "cpu") is None
+    monkeypatch.setattr(reinforce, "CPUINFO", tmp_path / "missing")
+    assert reinforce.resolve_grad_dtype("auto", "cpu") is None
