@@ -31,7 +31,7 @@ import torch
 
 from fishfarm.types import LogprobRequest
 from t2lib.presets import get_preset
-from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, resolve_grad_dtype
+from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
 from t2lib.train import Session, task_splits
 
 from steps import kit_update, reference_update, timed  # bench/steps.py
@@ -95,8 +95,8 @@ def main() -> None:
         cos = float(torch.nn.functional.cosine_similarity(flat, torch.cat([ref[n].flatten() for n in ref]), dim=0))
         print(f"gradient of {name!r}: |g - g_ref| / |g_ref| = {num / den:.2e}, cosine {cos:.5f}")
     print(f"update, reference-style (per-sample loop, official composition): {best['reference']:.2f} s")
-    resolved = resolve_grad_dtype(preset.train.grad_dtype, session.backend.device)
-    print(f"kit settings of the {preset.name} preset: grad_dtype={preset.train.grad_dtype} (here: {resolved}), "
+    print(f"kit settings of the {preset.name} preset: grad_dtype={preset.train.grad_dtype} "
+          f"(here: {trainers['kit'].autocast_dtype}), "
           f"grad_attention={preset.train.grad_attention}, micro-batches of {args.micro}")
     for name in trainers:
         print(f"update, {name + ':':22s} {best[name]:6.2f} s   reference / this = {best['reference'] / best[name]:.2f}x")

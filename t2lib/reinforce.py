@@ -227,6 +227,7 @@ class ReinforceTrainer:
                  run_dir: str | Path, validation: Task | None = None, name: str = "expert",
                  progress: bool = True):
         self.svf, self.backend, self.task, self.config = svf, backend, task, config
+        self.autocast_dtype = resolve_grad_dtype(config.grad_dtype, backend.device)
         self.validation = validation
         self.run_dir = Path(run_dir)
         self.name = name
@@ -402,10 +403,9 @@ class ReinforceTrainer:
         return pg_total, kl_total
 
     def _autocast(self):
-        dtype = resolve_grad_dtype(self.config.grad_dtype, self.backend.device)
-        if dtype is None:
+        if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.backend.device.type, dtype=getattr(torch, dtype))
+        return torch.autocast(self.backend.device.type, dtype=getattr(torch, self.autocast_dtype))
 
     def _reference_distributions(self, chunk: Sequence[LogprobRequest]) -> torch.Tensor:
         """Returns the base model's log-distributions on `chunk` (the live weights are the base's)."""

@@ -174,25 +174,20 @@ def _moves(rng: random.Random, people: Sequence[str], n: int) -> tuple[list[str]
     return sentences, where
 
 
-def _stories(family: str, make: Callable[[random.Random], tuple[str, str]], split: str,
-             sizes: dict[str, int]) -> list[dict]:
+def _where_is(family: str, people: int, moves: int, split: str, sizes: dict[str, int]) -> list[dict]:
+    """Returns stories of `moves` moves by `people` people, each asking where one of them is."""
     out, seen = [], set()
     for seed in _split(range(STORY_POOL), split, sizes):
-        question, answer = make(random.Random(f"{family}:{seed}"))
+        rng = random.Random(f"{family}:{seed}")
+        sentences, where = _moves(rng, rng.sample(NAMES, people), moves)
+        who = rng.choice(sorted(where))
+        question = f"{' '.join(sentences)} Where is {who}?"
         if question in seen:  # two seeds that drew the same story: keep the first
             continue
         seen.add(question)
-        out.append({"id": f"{family}-{seed}", "question": question, "answer": answer, "places": list(PLACES),
+        out.append({"id": f"{family}-{seed}", "question": question, "answer": where[who], "places": list(PLACES),
                     "category": "reasoning"})
     return out
-
-
-def _where_is(family: str, people: int, moves: int, split: str, sizes: dict[str, int]) -> list[dict]:
-    def make(rng):
-        sentences, where = _moves(rng, rng.sample(NAMES, people), moves)
-        who = rng.choice(sorted(where))
-        return f"{' '.join(sentences)} Where is {who}?", where[who]
-    return _stories(family, make, split, sizes)
 
 
 def where_person(split: str) -> list[dict]:

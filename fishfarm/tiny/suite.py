@@ -70,14 +70,12 @@ def _reasoning_prompt(r) -> str:
 PROMPTS = {"math": _math_prompt, "code": _code_prompt, "reasoning": _reasoning_prompt}
 
 
-def tiny_task(name: str, split: str = "test", *, source: str = "auto") -> Task:
+def tiny_task(name: str, split: str = "test") -> Task:
     """Returns one task of the tiny suite on one split.
 
     Args:
         name: a key of `TINY_TASKS`.
         split: "train" | "validation" | "test" (unseen tasks have no train split).
-        source: where the classification task's sources come from; every tiny task is generated,
-            so it is accepted for the same signature as `fishfarm.data` loaders and unused.
     """
     if name not in TINY_TASKS:
         raise KeyError(f"unknown tiny task {name!r}; choose one of {', '.join(TINY_TASKS)}")
@@ -99,7 +97,7 @@ def tiny_task(name: str, split: str = "test", *, source: str = "auto") -> Task:
 CLS_SIZES = {"test": 40, "validation": 16}  # per category; train gets the rest
 
 
-def classification_task(split: str = "test", *, source: str = "auto") -> Task:
+def classification_task(split: str = "test") -> Task:
     """Returns the classification task: which category does a training-task prompt belong to?
 
     Built from the train splits of the three training tasks only; each category's prompts are
@@ -110,7 +108,7 @@ def classification_task(split: str = "test", *, source: str = "auto") -> Task:
         raise ValueError(f"unknown split {split!r}; choose train, validation or test")
     records = []
     for category, name in TRAINING.items():
-        task = tiny_task(name, "train", source=source)
+        task = tiny_task(name, "train")
         prompts = [(sid, PROMPTS[category](task.record(sid))) for sid in task.ids]
         random.Random(f"{SAMPLE_SEED}:cls:{category}").shuffle(prompts)
         cut = {"test": prompts[:CLS_SIZES["test"]],
