@@ -1,13 +1,15 @@
 """Update steps the benchmarks compare: the kit's and a reference in the official code's style.
 
 Both set z.grad of a `ReinforceTrainer` to the gradient of −Σ r·log π(ŷ|x)/N for the same
-rollouts; `timed` runs one and returns (seconds, gradients).
+rollouts; `timed` runs one and returns (seconds, gradients), `counted_flops` counts the FLOPs of
+its matrix products, and `gemm_rate` measures how fast this machine multiplies matrices.
 """
 from __future__ import annotations
 
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from t2lib.experts import effective_scale
 from t2lib.reinforce import ReinforceTrainer
@@ -69,3 +71,29 @@ def timed(fn, trainer, *args) -> tuple[float, dict[str, torch.Tensor]]:
     seconds = time.perf_counter() - start
     grads = {n: p.grad.clone() for n, p in trainer.z.items()}
     return seconds, grads
+
+
+def counted_flops(fn, trainer, *args) -> int:
+    """Returns the FLOPs of the matrix products (mm, bmm, attention) one run of `fn` performs,
+    counted by torch's FlopCounterMode; elementwise work is not counted."""
+    for p in trainer.z.values():
+        p.grad = None
+    with FlopCounterMode(display=False) as counter:
+        fn(trainer, *args)
+    return counter.get_total_flops()
+
+
+def gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, *, device: str = "cpu", repeats: int = 5) -> float:
+    """Returns the best FLOP/s of an (m x k) @ (k x n) product in `dtype` over `repeats` runs."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(m, k, generator=gen).to(device, dtype)
+    b = torch.randn(k, n, generator=gen).to(device, dtype)
+    a @ b  # warm-up: thread pool, kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return 2 * m * k * n / best

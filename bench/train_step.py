@@ -19,7 +19,11 @@ gradient of the same loss −Σ r·log π(ŷ|x)/N with respect to z:
 - kit with the model's own attention (SDPA) for the log-prob passes instead of the preset's.
 Times are the best of `--repeats`, measured in this run, in alternating order (the machine is
 noisy). The script prints how far each gradient is from the reference and the ratios; it asserts
-nothing about speed.
+nothing about speed. It also counts each path's matrix-product FLOPs (torch's FlopCounterMode, one
+more untimed run each) and measures this machine's matrix-product rate in fp32 and bf16 on an
+MLP-shaped product, and prints each kit path's ceiling: the reference's time over the time the
+path's products alone would take at that rate (nothing else counted). A ceiling under a target
+ratio means no schedule of the same products reaches it on this machine in that dtype.
 """
 from __future__ import annotations
 
@@ -31,10 +35,10 @@ import torch
 
 from fishfarm.types import LogprobRequest
 from t2lib.presets import get_preset
-from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
+from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, native_bf16
 from t2lib.train import Session, task_splits
 
-from steps import kit_update, reference_update, timed  # bench/steps.py
+from steps import counted_flops, gemm_rate, kit_update, reference_update, timed  # bench/steps.py
 
 
 def main() -> None:
@@ -94,15 +98,34 @@ def main() -> None:
         flat = torch.cat([grads[name][n].flatten() for n in ref])
         cos = float(torch.nn.functional.cosine_similarity(flat, torch.cat([ref[n].flatten() for n in ref]), dim=0))
         print(f"gradient of {name!r}: |g - g_ref| / |g_ref| = {num / den:.2e}, cosine {cos:.5f}")
-    print(f"update, reference-style (per-sample loop, official composition): {best['reference']:.2f} s")
+    flops = {name: counted_flops(fn, owner, lp_requests, rewards) for name, (fn, owner) in paths.items()}
+    device = session.backend.device
+    config = session.svf.model.config
+    model_dtype = next(session.svf.model.parameters()).dtype
+    rows = tokens // -(-args.batch // args.micro)  # tokens in a micro-batch
+    shape = (rows, config.hidden_size, config.intermediate_size)
+    rates = {None: gemm_rate(*shape, model_dtype, device=device.type)}
+    for dtype in sorted({t.autocast_dtype for t in trainers.values()} - {None}):
+        rates[dtype] = gemm_rate(*shape, getattr(torch, dtype), device=device.type)
+    print(f"update, reference-style (per-sample loop, official composition): {best['reference']:.2f} s, "
+          f"{flops['reference'] / 1e9:.0f} GFLOP in matrix products ({flops['reference'] / best['reference'] / 1e9:.0f} GFLOP/s)")
     print(f"kit settings of the {preset.name} preset: grad_dtype={preset.train.grad_dtype} "
           f"(here: {trainers['kit'].autocast_dtype}), "
           f"grad_attention={preset.train.grad_attention}, micro-batches of {args.micro}")
     for name in trainers:
-        print(f"update, {name + ':':22s} {best[name]:6.2f} s   reference / this = {best['reference'] / best[name]:.2f}x")
+        print(f"update, {name + ':':22s} {best[name]:6.2f} s   reference / this = {best['reference'] / best[name]:.2f}x   "
+              f"{flops[name] / 1e9:.0f} GFLOP ({flops[name] / best[name] / 1e9:.0f} GFLOP/s), "
+              f"reference / this in FLOPs = {flops['reference'] / flops[name]:.2f}")
     print(f"whole step with the shared rollouts, reference / kit: "
           f"{(rollout_s + best['reference']) / (rollout_s + best['kit']):.2f}x")
-
+    print(f"matrix-product rate here ({device}, native bf16: {'yes' if native_bf16(device) else 'no'}), "
+          f"({shape[0]} x {shape[1]}) @ ({shape[1]} x {shape[2]}): "
+          + ", ".join(f"{dtype or str(model_dtype).removeprefix('torch.')} {rate / 1e9:.0f} GFLOP/s"
+                      for dtype, rate in rates.items()))
+    for name, owner in trainers.items():
+        floor = flops[name] / rates[owner.autocast_dtype]
+        print(f"ceiling, {name + ':':22s} its products alone at that rate take {floor:.2f} s, "
+              f"so reference / this <= {best['reference'] / floor:.2f}x here")
 
 if __name__ == "__main__":
     main()
