@@ -8,11 +8,12 @@ OUT    ?= build/notebooks
 STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv reproduce test lab notebooks baseline experts adapt clean-venv help
+.PHONY: venv reproduce test lab notebooks figures baseline experts adapt clean-venv help
 
 help:
 	@echo "make reproduce   run every notebook in order on PRESET=$(PRESET), writing figures/"
 	@echo "make test        unit, integration and notebook tests"
+	@echo "make figures     rebuild the paper-table comparisons of PRESET=$(PRESET) from its written results (notebook 06, seconds)"
 	@echo "make baseline    base model accuracy on every task of PRESET=$(PRESET) (figures/baseline_*.csv)"
 	@echo "make experts     retrain the experts of PRESET=$(PRESET) (experts/tiny/ ships them; resumes)"
 	@echo "make adapt       base / prompt / cls-expert / few-shot on the unseen tasks (figures/table2_adaptation.csv)"
@@ -33,6 +34,9 @@ reproduce: $(STAMP)
 	$(BIN)/python -m t2lib.notebooks --preset $(PRESET) --out $(OUT)
 
 notebooks: reproduce
+
+figures: $(STAMP)
+	$(BIN)/python -m t2lib.notebooks --preset $(PRESET) --out $(OUT) --only 06
 
 baseline: $(STAMP)
 	$(BIN)/python -m t2lib.baseline --preset $(PRESET)

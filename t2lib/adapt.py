@@ -15,9 +15,7 @@ is generated once; its pass-2 seconds count for both (`Transformer2`'s `answers`
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
 import json
 import time
 from collections import Counter
@@ -27,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from t2lib.atomic import atomic_write_json, atomic_write_text
+from t2lib.atomic import atomic_write_csv, atomic_write_json
 from t2lib.cem import draw_shots
 from t2lib.experts import Expert
 from t2lib.fingerprint import fingerprint
@@ -123,12 +121,8 @@ def write_outputs(result: dict, preset: Preset, *, started: float, name: str = "
     from t2lib.runinfo import write_results
 
     folder = figures_dir(preset.name)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(result["rows"])
     path = folder / f"{name}.csv"
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, result["rows"], COLUMNS)
     labels = ("code", "math", "reasoning", "other")
     for strategy, by_gold in result["confusion"].items():
         counts = torch.tensor([[by_gold.get(g, {}).get(p, 0) for p in labels] for g in CATEGORIES])

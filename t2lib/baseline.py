@@ -10,16 +10,14 @@ build/baseline/<preset>/, so an interrupted run resumes with the tasks it has no
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
 import json
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from t2lib.atomic import atomic_write_json, atomic_write_text
+from t2lib.atomic import atomic_write_csv, atomic_write_json
 from t2lib.paths import REPO_ROOT, figures_dir
 from t2lib.presets import Preset, get_preset
 from t2lib.reinforce import spread_ids
@@ -119,12 +117,8 @@ def write_outputs(rows: Sequence[dict], preset: Preset, *, started: float) -> Pa
     from t2lib.runinfo import write_results
 
     out = figures_dir(preset.name)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
     csv_path = out / f"baseline_{preset.name}.csv"
-    atomic_write_text(csv_path, buf.getvalue())
+    atomic_write_csv(csv_path, rows, COLUMNS)
     fig = plots.plot_variant_bars({f"{r['suite']}/{r['task']} ({r['role']})": 100 * r["accuracy"] for r in rows},
                                   ylabel="base model accuracy (%)", title=f"Base model, preset {preset.name}")
     plots.save_figure(fig, out / f"fig_baseline_{preset.name}.png")

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 from fishfarm.task import Task
-from t2lib.atomic import atomic_write_text
+from t2lib.atomic import atomic_write_csv
 from t2lib.paths import build_dir, experts_dir, figures_dir
 from t2lib.presets import Preset, get_preset
 from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, spread_ids
@@ -145,11 +144,7 @@ def write_table(rows: Sequence[dict], preset: Preset) -> Path:
     for row in rows:
         if "base_accuracy" in row:
             merged[row["expert"]] = {k: row.get(k, "") for k in TABLE_COLUMNS}
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=TABLE_COLUMNS)
-    writer.writeheader()
-    writer.writerows(merged[k] for k in sorted(merged))
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, (merged[k] for k in sorted(merged)), TABLE_COLUMNS)
     return path
 
 

@@ -1,0 +1,202 @@
+"""The paper's reported numbers beside the kit's, with the sampling error of both.
+
+Tables 1–3 of the paper (accuracy in %, test-set sizes as the paper's numbers imply them) and
+functions that put a preset's results (`table1_svf_vs_base.csv` from `make experts`,
+`table2_adaptation.csv` from `make adapt`) in the same form. Every accuracy gets a 95% Wilson
+interval, every gain over the base model a 95% Newcombe interval for a difference of two
+proportions. That interval treats the two accuracies as independent samples; both are measured
+on the same questions, which makes it conservative (wider than a paired interval).
+Notebook 06 draws the comparison.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from t2lib.paths import FIGURES_DIR, figures_dir
+
+CATEGORIES = ("math", "code", "reasoning")
+
+# Table 1: SVF on the training tasks (test splits). Task name and test size per category.
+TABLE1_TASKS = {"math": ("GSM8K", 1319), "code": ("MBPP-Pro", 99), "reasoning": ("ARC-Easy", 2376)}
+TABLE1 = {
+    "Llama-3-8B-Instruct": {"base": (75.89, 64.65, 88.59), "lora": (77.18, 67.68, 88.97), "svf": (79.15, 66.67, 89.56)},
+    "Mistral-7B-Instruct-v0.3": {"base": (42.83, 49.50, 81.65), "lora": (44.66, 51.52, 81.19),
+                                 "svf": (49.74, 51.52, 85.14)},
+    "Llama-3-70B-Instruct": {"base": (85.29, 80.81, 89.10), "lora": (77.26, 68.69, 88.55), "svf": (88.32, 80.81, 88.47)},
+}
+
+# Table 2: adaptation on unseen tasks. The few-shot row is scored on the test split minus 10 shots.
+TABLE2_TASKS = {"math": ("MATH", 5000), "code": ("HumanEval", 164), "reasoning": ("ARC-Challenge", 1172)}
+TABLE2 = {
+    "Llama-3-8B-Instruct": {"base": (24.54, 60.98, 80.63), "lora": (24.12, 52.44, 81.06),
+                            "prompt": (25.22, 61.59, 81.74), "cls-expert": (25.18, 62.80, 81.37),
+                            "few-shot": (25.47, 62.99, 82.61)},
+    "Mistral-7B-Instruct-v0.3": {"base": (13.02, 43.29, 71.76), "lora": (13.16, 37.80, 75.77),
+                                 "prompt": (11.86, 43.90, 72.35), "cls-expert": (11.60, 43.90, 74.83),
+                                 "few-shot": (13.39, 47.40, 75.47)},
+    "Llama-3-70B-Instruct": {"base": (40.64, 78.66, 87.63), "lora": (25.40, 73.78, 83.70),
+                             "prompt": (40.44, 79.88, 88.48)},
+}
+FEW_SHOT_SHOTS = 10
+
+# Table 3: two-pass inference time of the prompt strategy over each whole problem set, seconds
+# (first pass, second pass); the paper does not state the hardware.
+TABLE3 = {"math": (42.64, 321.19), "code": (2.76, 14.28), "reasoning": (13.40, 28.51)}
+
+COLUMNS = ("source", "category", "task", "method", "n", "base", "accuracy", "low", "high",
+           "gain", "gain_low", "gain_high")
+
+
+def wilson_interval(p: float, n: int, *, z: float = 1.96) -> tuple[float, float]:
+    """Returns the Wilson score interval of a proportion p (0..1) observed on n samples."""
+    if n < 1:
+        raise ValueError(f"an accuracy needs at least one sample, got n={n}")
+    if not 0 <= p <= 1:
+        raise ValueError(f"a proportion must lie in [0, 1], got {p}")
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def difference_interval(p1: float, n1: int, p2: float, n2: int, *, z: float = 1.96) -> tuple[float, float]:
+    """Returns Newcombe's interval (hybrid score, method 10) for p1 − p2 of two independent samples."""
+    l1, u1 = wilson_interval(p1, n1, z=z)
+    l2, u2 = wilson_interval(p2, n2, z=z)
+    d = p1 - p2
+    return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def _row(source: str, category: str, task: str, method: str, n_base: int, n: int, base: float,
+         accuracy: float) -> dict:
+    """One comparison row from accuracies in % (intervals in %, gains in points)."""
+    low, high = wilson_interval(accuracy / 100, n)
+    if method == "base":
+        gain = gain_low = gain_high = None
+    else:
+        d_low, d_high = difference_interval(accuracy / 100, n, base / 100, n_base)
+        gain, gain_low, gain_high = round(accuracy - base, 2), round(100 * d_low, 2), round(100 * d_high, 2)
+    return {"source": source, "category": category, "task": task, "method": method, "n": n,
+            "base": round(base, 2), "accuracy": round(accuracy, 2), "low": round(100 * low, 2),
+            "high": round(100 * high, 2), "gain": gain, "gain_low": gain_low, "gain_high": gain_high}
+
+
+def paper_rows(table: Mapping[str, Mapping[str, Sequence[float]]], tasks: Mapping[str, tuple[str, int]],
+               *, models: Sequence[str] | None = None) -> list[dict]:
+    """Returns the paper's rows of `table` (TABLE1 or TABLE2) in the comparison form."""
+    rows = []
+    for model in models or table:
+        methods = table[model]
+        for k, category in enumerate(CATEGORIES):
+            task, n = tasks[category]
+            base = methods["base"][k]
+            for method, values in methods.items():
+                size = n - FEW_SHOT_SHOTS if method == "few-shot" else n
+                rows.append(_row(model, category, task, method, n, size, base, values[k]))
+    return rows
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """Returns a CSV's rows with numbers parsed (empty cells stay "")."""
+    def parse(v: str):
+        try:
+            return int(v)
+        except ValueError:
+            try:
+                return float(v)
+            except ValueError:
+                return v
+    with open(path, newline="") as f:
+        return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def kit_table1_rows(rows: Sequence[dict], *, source: str) -> list[dict]:
+    """Returns `table1_svf_vs_base.csv` rows (one per expert) in the comparison form: a base and
+    an "svf" row per category (the classification expert is not in the paper's Table 1)."""
+    out = []
+    for r in sorted((r for r in rows if r["expert"] in CATEGORIES), key=lambda r: CATEGORIES.index(r["expert"])):
+        base, acc = 100 * r["base_accuracy"], 100 * r["expert_accuracy"]
+        out.append(_row(source, r["expert"], r["task"], "base", r["n"], r["n"], base, base))
+        out.append(_row(source, r["expert"], r["task"], "svf", r["n"], r["n"], base, acc))
+    return out
+
+
+def kit_table2_rows(rows: Sequence[dict], *, source: str) -> list[dict]:
+    """Returns `table2_adaptation.csv` rows (one per task and strategy) in the comparison form."""
+    base = {r["task"]: r for r in rows if r["strategy"] == "base"}
+    missing = sorted({r["task"] for r in rows} - set(base))
+    if missing:
+        raise ValueError(f"table2 has no base row for {missing}: rerun `make adapt` with the base strategy")
+    out = []
+    for r in sorted(rows, key=lambda r: CATEGORIES.index(r["category"])):
+        b = base[r["task"]]
+        out.append(_row(source, r["category"], r["task"], r["strategy"], b["n"], r["n"],
+                        100 * b["accuracy"], 100 * r["accuracy"]))
+    return out
+
+
+def pass_time_rows(rows: Sequence[dict], *, source: str, strategy: str = "prompt") -> list[dict]:
+    """Returns the two-pass times of `strategy` per task, the kit's and the paper's Table 3
+    (which measures the prompt strategy), with the share of the time pass 1 takes."""
+    out = []
+    kit = [r for r in rows if r["strategy"] == strategy]
+    for r in sorted(kit, key=lambda r: CATEGORIES.index(r["category"])):
+        total = r["first_pass_s"] + r["second_pass_s"]
+        out.append({"source": source, "category": r["category"], "task": r["task"], "n": r["n"],
+                    "first_pass_s": r["first_pass_s"], "second_pass_s": r["second_pass_s"],
+                    "first_pass_share": round(r["first_pass_s"] / total, 3) if total else None})
+    for category, (first, second) in TABLE3.items():
+        task, n = TABLE2_TASKS[category]
+        out.append({"source": "paper (Llama-3-8B-Instruct)", "category": category, "task": task, "n": n,
+                    "first_pass_s": first, "second_pass_s": second,
+                    "first_pass_share": round(first / (first + second), 3)})
+    return out
+
+
+def find_results(preset: str, name: str) -> tuple[Path, str]:
+    """Returns (path, whose) for the results file `name`: the preset's own figures folder, else
+    the committed default-preset ("tiny") results in figures/, which a fresh checkout has."""
+    if (figures_dir(preset) / name).exists():
+        return figures_dir(preset) / name, preset
+    if (FIGURES_DIR / name).exists():
+        return FIGURES_DIR / name, "tiny"
+    maker = "make experts" if name.startswith("table1") else "make adapt"
+    raise FileNotFoundError(f"no {name} in {figures_dir(preset)} or {FIGURES_DIR}: run `{maker} PRESET={preset}`")
+
+
+def plot_gains(rows: Sequence[dict], *, title: str = "") -> plt.Figure:
+    """Returns one panel per category: the gain over the base model of each method (x) for each
+    source (bars), with its 95% interval."""
+    rows = [r for r in rows if r["gain"] is not None]
+    sources = list(dict.fromkeys(r["source"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(1, len(CATEGORIES), figsize=(4.2 * len(CATEGORIES), 3.4), sharey=False, squeeze=False)
+    width = 0.8 / len(sources)
+    colours = plt.get_cmap("tab10")
+    for ax, category in zip(axes[0], CATEGORIES):
+        for k, source in enumerate(sources):
+            mine = {r["method"]: r for r in rows if r["source"] == source and r["category"] == category}
+            xs = [i + k * width for i, m in enumerate(methods) if m in mine]
+            got = [mine[m] for m in methods if m in mine]
+            if not got:
+                continue
+            gains = np.array([r["gain"] for r in got])
+            err = np.array([[r["gain"] - r["gain_low"] for r in got], [r["gain_high"] - r["gain"] for r in got]])
+            ax.bar(xs, gains, width, yerr=err, capsize=2, color=colours(k), label=source)
+        tasks = " / ".join(dict.fromkeys(r["task"] for r in rows if r["category"] == category))
+        ax.set_title(f"{category}: {tasks}", fontsize=9)
+        ax.set_xticks(np.arange(len(methods)) + width * (len(sources) - 1) / 2, methods, fontsize=8)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("gain over the base model (points)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(sources), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
