@@ -63,7 +63,8 @@ def load_experts(preset: Preset, folder: Path | None = None) -> tuple[dict[str, 
 
 def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fresh: bool = False,
                    session=None, experts_folder: Path | None = None, progress: bool = True) -> dict:
-    """Evaluates each strategy on each unseen task; returns {"rows", "confusion", "alpha", "cem"}."""
+    """Evaluates each strategy on each unseen task; returns {"rows", "confusion", "alpha", "cem",
+    "per_question"}: per_question[task] holds the scored "ids" and, per strategy, 1/0 for each."""
     from t2lib.train import Session
 
     session = session or Session(preset, progress=progress)
@@ -72,7 +73,7 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
         raise FileNotFoundError("the cls-expert strategy needs a classification expert: "
                                 f"`python -m t2lib.train --preset {preset.name} --task classification`")
     work = build_dir() / "adapt" / preset.name
-    out = {"rows": [], "confusion": {}, "alpha": {}, "cem": {}}
+    out = {"rows": [], "confusion": {}, "alpha": {}, "cem": {}, "per_question": {}}
     answers: dict = {}  # pass-2 answers shared by the strategies (Transformer2's `answers`)
     for category, name in UNSEEN[preset.suite].items():
         task = unseen_task(preset, name)
@@ -84,8 +85,8 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
                                               cls_expert and fingerprint(cls_expert.z.items())], default=str).encode(),
                                   digest_size=8).hexdigest()
             done = work / f"{name}-{strategy}-{key}.json"
-            if done.exists() and not fresh:
-                record = json.loads(done.read_text())
+            record = json.loads(done.read_text()) if done.exists() and not fresh else None
+            if record is not None and "correct" in record:  # older records lack per-question results
                 print(f"{name:14s} {strategy:10s} (kept from an earlier run) {record['row']['accuracy']:.1%}")
             else:
                 t2 = Transformer2(session.svf, session.backend, experts, strategy=strategy, cls_expert=cls_expert,
@@ -98,6 +99,7 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
                                   "second_pass_s": round(result.second_pass_s, 1)},
                           "labels": dict(Counter(result.labels)),
                           "reused_answers": result.extra["reused_answers"],
+                          "ids": list(scored), "correct": [int(x.score.correct) for x in result.samples],
                           "alpha": result.cem.alpha.tolist() if result.cem else None,
                           "cem": {"accuracy": result.cem.accuracy, "history": result.cem.history,
                                   "evaluations": result.cem.evaluations} if result.cem else None}
@@ -106,6 +108,7 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
                 print(f"{name:14s} {strategy:10s} n={row['n']} accuracy={row['accuracy']:.1%} "
                       f"pass 1 {row['first_pass_s']:.0f} s, pass 2 {row['second_pass_s']:.0f} s", flush=True)
             out["rows"].append(record["row"])
+            out["per_question"].setdefault(name, {"ids": record["ids"]})[strategy] = record["correct"]
             if strategy in ("prompt", "cls-expert"):
                 out["confusion"].setdefault(strategy, {})[category] = record["labels"]
             if record["alpha"] is not None:

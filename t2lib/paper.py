@@ -3,14 +3,17 @@
 Tables 1–3 of the paper (accuracy in %, test-set sizes as the paper's numbers imply them) and
 functions that put a preset's results (`table1_svf_vs_base.csv` from `make experts`,
 `table2_adaptation.csv` from `make adapt`) in the same form. Every accuracy gets a 95% Wilson
-interval, every gain over the base model a 95% Newcombe interval for a difference of two
-proportions. That interval treats the two accuracies as independent samples; both are measured
-on the same questions, which makes it conservative (wider than a paired interval).
+interval. A gain over the base model gets a paired interval where the per-question results are
+known (`make adapt` stores them in `table2_adaptation.json`): a seeded bootstrap over questions
+of the difference of the two accuracies on the same questions. Elsewhere (the paper's numbers,
+Table 1) it gets a 95% Newcombe interval for a difference of two independent proportions, which
+is conservative here (both accuracies come from the same questions), so wider.
 Notebook 06 draws the comparison.
 """
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -50,7 +53,8 @@ FEW_SHOT_SHOTS = 10
 TABLE3 = {"math": (42.64, 321.19), "code": (2.76, 14.28), "reasoning": (13.40, 28.51)}
 
 COLUMNS = ("source", "category", "task", "method", "n", "base", "accuracy", "low", "high",
-           "gain", "gain_low", "gain_high")
+           "gain", "gain_low", "gain_high", "gain_interval")
+PAIRED, UNPAIRED = "paired bootstrap", "unpaired Newcombe"
 
 
 def wilson_interval(p: float, n: int, *, z: float = 1.96) -> tuple[float, float]:
@@ -72,18 +76,39 @@ def difference_interval(p1: float, n1: int, p2: float, n2: int, *, z: float = 1.
     return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
 
 
+def paired_interval(base: Sequence[int], adapted: Sequence[int], *, resamples: int = 10_000, seed: int = 0,
+                    level: float = 0.95) -> tuple[float, float]:
+    """Returns a percentile-bootstrap interval of mean(adapted) − mean(base) over the same questions
+    (1/0 per question, in the same order): questions are resampled, so each keeps its pair."""
+    a, b = np.asarray(adapted, dtype=float), np.asarray(base, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"paired results need two equal, non-empty lists of 1/0 per question; got "
+                         f"{a.shape} and {b.shape}")
+    picks = np.random.default_rng(seed).integers(0, a.size, size=(resamples, a.size))
+    diffs = (a - b)[picks].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(diffs, tail)), float(np.quantile(diffs, 1 - tail))
+
+
 def _row(source: str, category: str, task: str, method: str, n_base: int, n: int, base: float,
-         accuracy: float) -> dict:
-    """One comparison row from accuracies in % (intervals in %, gains in points)."""
+         accuracy: float, *, pairs: tuple[Sequence[int], Sequence[int]] | None = None) -> dict:
+    """One comparison row from accuracies in % (intervals in %, gains in points); `pairs`
+    (base, adapted) per question gives the gain a paired interval."""
     low, high = wilson_interval(accuracy / 100, n)
     if method == "base":
-        gain = gain_low = gain_high = None
+        gain = gain_low = gain_high = kind = None
     else:
-        d_low, d_high = difference_interval(accuracy / 100, n, base / 100, n_base)
+        if pairs is not None:
+            d_low, d_high = paired_interval(*pairs)
+            kind = PAIRED
+        else:
+            d_low, d_high = difference_interval(accuracy / 100, n, base / 100, n_base)
+            kind = UNPAIRED
         gain, gain_low, gain_high = round(accuracy - base, 2), round(100 * d_low, 2), round(100 * d_high, 2)
     return {"source": source, "category": category, "task": task, "method": method, "n": n,
             "base": round(base, 2), "accuracy": round(accuracy, 2), "low": round(100 * low, 2),
-            "high": round(100 * high, 2), "gain": gain, "gain_low": gain_low, "gain_high": gain_high}
+            "high": round(100 * high, 2), "gain": gain, "gain_low": gain_low, "gain_high": gain_high,
+            "gain_interval": kind}
 
 
 def paper_rows(table: Mapping[str, Mapping[str, Sequence[float]]], tasks: Mapping[str, tuple[str, int]],
@@ -126,18 +151,39 @@ def kit_table1_rows(rows: Sequence[dict], *, source: str) -> list[dict]:
     return out
 
 
-def kit_table2_rows(rows: Sequence[dict], *, source: str) -> list[dict]:
-    """Returns `table2_adaptation.csv` rows (one per task and strategy) in the comparison form."""
+def kit_table2_rows(rows: Sequence[dict], *, source: str, per_question: Mapping[str, dict] | None = None) -> list[dict]:
+    """Returns `table2_adaptation.csv` rows (one per task and strategy) in the comparison form.
+
+    Args:
+        per_question: `table2_adaptation.json`'s "per_question" (task -> {"ids", strategy -> 1/0
+            per question}); where a strategy and the base model both have them, the gain's
+            interval is paired.
+    """
     base = {r["task"]: r for r in rows if r["strategy"] == "base"}
     missing = sorted({r["task"] for r in rows} - set(base))
     if missing:
         raise ValueError(f"table2 has no base row for {missing}: rerun `make adapt` with the base strategy")
+    per_question = per_question or {}
     out = []
     for r in sorted(rows, key=lambda r: CATEGORIES.index(r["category"])):
         b = base[r["task"]]
+        known = per_question.get(r["task"], {})
+        pairs = (known["base"], known[r["strategy"]]) if "base" in known and r["strategy"] in known else None
+        if pairs is not None and (len(pairs[1]) != r["n"] or sum(pairs[1]) != round(r["accuracy"] * r["n"])):
+            raise ValueError(f"the per-question results of {r['task']}/{r['strategy']} do not match its table row "
+                             "(the CSV and JSON come from different runs): rerun `make adapt`")
         out.append(_row(source, r["category"], r["task"], r["strategy"], b["n"], r["n"],
-                        100 * b["accuracy"], 100 * r["accuracy"]))
+                        100 * b["accuracy"], 100 * r["accuracy"], pairs=pairs))
     return out
+
+
+def read_per_question(path: str | Path) -> dict | None:
+    """Returns the "per_question" block of a `table2_adaptation.json` (None when the file or the
+    block is absent: results written before per-question results were stored)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["results"].get("per_question") or None
 
 
 def pass_time_rows(rows: Sequence[dict], *, source: str, strategy: str = "prompt") -> list[dict]:

@@ -32,3 +32,47 @@ def test_write_outputs_writes_table_figures_and_json(tmp_path, monkeypatch):
     assert (tmp_path / "fig_fewshot_alpha.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "table2_adaptation.json").read_text())
     assert saved["results"]["confusion"]["prompt"]["math"]["other"] == 10 and saved["run"]["preset"]["name"] == "tiny"
+
+
+def test_run_adaptation_stores_per_question_results_and_recomputes_records_without_them(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from t2lib.transformer2 import TwoPassResult
+
+    monkeypatch.setenv("T2_BUILD_DIR", str(tmp_path))
+    calls = []
+
+    class FakeTwoPass:
+        def __init__(self, svf, backend, experts, *, strategy, **kwargs):
+            self.strategy = strategy
+
+        def evaluate(self, task, ids, *, shot_ids=()):
+            calls.append((task.name, self.strategy))
+            correct = [int(s[-1]) % 2 == (self.strategy == "base") for s in ids]  # a pattern per strategy
+            samples = tuple(SimpleNamespace(sample_id=s, score=SimpleNamespace(correct=c)) for s, c in zip(ids, correct))
+            return TwoPassResult(task.name, self.strategy, sum(correct) / len(ids), samples, ["math"] * len(ids),
+                                 1.0, 2.0, extra={"reused_answers": 0})
+
+    experts = {c: SimpleNamespace(z={"w": torch.zeros(2)}) for c in adapt.CATEGORIES}
+    monkeypatch.setattr(adapt, "Transformer2", FakeTwoPass)
+    monkeypatch.setattr(adapt, "load_experts", lambda preset, folder=None: (experts, None))
+    monkeypatch.setattr(adapt, "unseen_task", lambda preset, name: SimpleNamespace(
+        name=name, ids=[f"{name}-{i}" for i in range(40)]))
+    session = SimpleNamespace(lm=SimpleNamespace(resolved=SimpleNamespace(path="m")), svf=None, backend=None)
+    preset = get_preset("smoke")
+    first = adapt.run_adaptation(preset, strategies=("base", "prompt"), session=session, progress=False)
+    assert len(calls) == 3 * 2
+    pq = first["per_question"]["sub_word"]
+    assert len(pq["ids"]) == first["rows"][0]["n"]
+    assert pq["base"] == [int(int(s[-1]) % 2 == 1) for s in pq["ids"]]
+    assert sum(pq["prompt"]) / len(pq["ids"]) == pytest.approx(first["rows"][1]["accuracy"], abs=1e-4)
+    second = adapt.run_adaptation(preset, strategies=("base", "prompt"), session=session, progress=False)
+    assert len(calls) == 6 and second["per_question"] == first["per_question"]  # kept, not recomputed
+    record = next((tmp_path / "adapt" / "smoke").glob("sub_word-prompt-*.json"))
+    old = json.loads(record.read_text())
+    del old["ids"], old["correct"]  # a record written before per-question results were stored
+    record.write_text(json.dumps(old))
+    adapt.run_adaptation(preset, strategies=("base", "prompt"), session=session, progress=False)
+    assert calls[6:] == [("sub_word", "prompt")]

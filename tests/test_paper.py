@@ -75,3 +75,37 @@ def test_gain_figure_has_a_bar_per_source_and_method():
     bars = [p for ax in fig.axes for p in ax.patches]
     assert len(bars) == 3 * 2 * 2  # categories x sources x (lora, svf)
     plt.close(fig)
+
+
+def test_paired_interval_is_tighter_than_the_unpaired_one_on_the_same_questions():
+    base = [0] * 50 + [1] * 50
+    assert paper.paired_interval(base, base) == (0.0, 0.0)
+    adapted = [1] * 10 + [0] * 40 + [1] * 50  # ten questions turned right, none turned wrong
+    low, high = paper.paired_interval(base, adapted)
+    assert 0 < low < 0.1 < high <= 0.2
+    u_low, u_high = paper.difference_interval(0.6, 100, 0.5, 100)
+    assert high - low < (u_high - u_low) / 2
+    assert paper.paired_interval(base, adapted, seed=0) == (low, high)  # seeded: repeatable
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        paper.paired_interval(base, adapted[:-1])
+
+
+def test_kit_table2_uses_paired_intervals_where_per_question_results_exist():
+    rows = [{"task": "t", "category": "code", "strategy": s, "n": 4, "accuracy": a, "first_pass_s": 0.0,
+             "second_pass_s": 1.0} for s, a in (("base", 0.25), ("prompt", 0.75), ("few-shot", 0.5))]
+    per_question = {"t": {"ids": ["a", "b", "c", "d"], "base": [1, 0, 0, 0], "prompt": [1, 1, 1, 0]}}
+    out = {r["method"]: r for r in paper.kit_table2_rows(rows, source="kit", per_question=per_question)}
+    assert out["prompt"]["gain_interval"] == paper.PAIRED and out["few-shot"]["gain_interval"] == paper.UNPAIRED
+    assert out["base"]["gain_interval"] is None
+    per_question["t"]["prompt"] = [1, 1, 0, 0]  # 2 right of 4, but the CSV says 3
+    with pytest.raises(ValueError, match="different runs"):
+        paper.kit_table2_rows(rows, source="kit", per_question=per_question)
+
+
+def test_read_per_question(tmp_path):
+    assert paper.read_per_question(tmp_path / "absent.json") is None
+    path = tmp_path / "table2_adaptation.json"
+    path.write_text('{"results": {"rows": []}, "run": {}}')
+    assert paper.read_per_question(path) is None
+    path.write_text('{"results": {"per_question": {"t": {"ids": ["a"], "base": [1]}}}, "run": {}}')
+    assert paper.read_per_question(path) == {"t": {"ids": ["a"], "base": [1]}}
