@@ -319,10 +319,12 @@ class ReinforceTrainer:
 
 
     def expert_from(self, z: dict[str, torch.Tensor]) -> Expert:
-        """Returns an expert holding `z`, with this run's config."""
+        """Returns an expert holding `z`, with this run's config (and the autocast dtype that
+        `grad_dtype` resolved to on this device, None for none: "auto" differs across CPUs)."""
         return Expert({n: v.detach().cpu().clone() for n, v in z.items()}, self.svf.model_id,
                       self.svf.base_fingerprint, self.config.parameterization, self.name,
-                      self.svf.base_variant, config={"task": self.task.name, **asdict(self.config)})
+                      self.svf.base_variant, config={"task": self.task.name, **asdict(self.config),
+                                                     "grad_dtype_resolved": self.autocast_dtype})
 
     def step(self, sample_ids: Sequence[str], *, step: int) -> dict:
         """Runs one REINFORCE update on `sample_ids`; returns its metrics."""

@@ -129,7 +129,7 @@ def train_expert(session: Session, task: str, *, config: ReinforceConfig | None 
         row.update(n=len(ids), base_accuracy=round(base, 4), expert_accuracy=round(tuned, 4),
                    gain_points=round(100 * (tuned - base), 1), test_seconds=round(time.perf_counter() - started, 1))
         expert.metrics.update(test_accuracy=tuned, test_base_accuracy=base, test_n=len(ids))
-    expert.config = {"task": task, "preset": preset.name, **asdict(trainer.config)}
+    expert.config = {"preset": preset.name, **expert.config, "task": task}
     path = expert.save(out or experts_dir(preset.name) / name)
     row["path"] = str(path)
     return row
@@ -163,10 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in ("steps", "batch_size", "micro_batch_size", "eval_every", "seed"):
         parser.add_argument(f"--{key.replace('_', '-')}", type=int)
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--grad-dtype", choices=("auto", "bfloat16", "float16", "none"),
+                        help="autocast dtype of the gradient passes (none: the model's); the shipped tiny "
+                             "experts used bfloat16, the tiny preset says auto")
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "micro_batch_size", "eval_every", "seed", "lr")
                  if getattr(args, k) is not None}
+    if args.grad_dtype is not None:
+        overrides["grad_dtype"] = None if args.grad_dtype == "none" else args.grad_dtype
     tasks = [args.task]
     if args.all:
         tasks = list(TRAINING_TASKS[preset.suite].values()) + (["classification"] if preset.suite == "tiny" else [])

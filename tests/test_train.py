@@ -16,11 +16,13 @@ from t2lib.train import TRAINING_TASKS, expert_name, main, write_table
 def test_cli_trains_saves_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("T2_FIGURES_DIR", str(tmp_path / "figures"))
     args = ["--preset", "smoke", "--task", "add_word", "--out", str(tmp_path / "math"),
-            "--run-dir", str(tmp_path / "run")]
+            "--run-dir", str(tmp_path / "run"), "--grad-dtype", "none"]
     assert main(args) == 0
     expert = Expert.load(tmp_path / "math")
     meta = json.loads((tmp_path / "math.json").read_text())
     assert meta["config"]["task"] == "add_word" and meta["config"]["steps"] == 2
+    # the dtype asked for and the one it resolved to on this machine are both recorded
+    assert meta["config"]["grad_dtype"] is None and meta["config"]["grad_dtype_resolved"] is None
     assert {"test_accuracy", "test_base_accuracy", "val_accuracy", "evals"} <= set(meta["metrics"])
     rows = read_metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == [0, 1, 2] and "val_accuracy" in rows[0]
