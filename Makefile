@@ -13,7 +13,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 help:
 	@echo "make reproduce   run every notebook in order on PRESET=$(PRESET), writing figures/"
 	@echo "make test        unit, integration and notebook tests"
-	@echo "make figures     rebuild the paper-table comparisons of PRESET=$(PRESET) from its written results (notebook 06, seconds)"
+	@echo "make figures     redraw the figures of PRESET=$(PRESET) from its written results, and the paper tables (no model, seconds)"
 	@echo "make baseline    base model accuracy on every task of PRESET=$(PRESET) (figures/baseline_*.csv)"
 	@echo "make experts     retrain the experts of PRESET=$(PRESET) (experts/tiny/ ships them; resumes)"
 	@echo "make adapt       base / prompt / cls-expert / few-shot on the unseen tasks (figures/table2_adaptation.csv)"
@@ -36,7 +36,7 @@ reproduce: $(STAMP)
 notebooks: reproduce
 
 figures: $(STAMP)
-	$(BIN)/python -m t2lib.notebooks --preset $(PRESET) --out $(OUT) --only 06
+	$(BIN)/python -m t2lib.figures --preset $(PRESET)
 
 baseline: $(STAMP)
 	$(BIN)/python -m t2lib.baseline --preset $(PRESET)

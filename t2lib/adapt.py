@@ -120,23 +120,32 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
 def write_outputs(result: dict, preset: Preset, *, started: float, name: str = "table2_adaptation",
                   config: dict | None = None) -> Path:
     """Writes `<name>.csv`, the confusion and α figures and `<name>.json`; returns the CSV path."""
-    from t2lib import plots
     from t2lib.runinfo import write_results
 
     folder = figures_dir(preset.name)
     path = folder / f"{name}.csv"
     atomic_write_csv(path, result["rows"], COLUMNS)
+    draw_figures(result, preset, folder)
+    write_results(folder / f"{name}.json", result, preset=preset, config=config, started=started)
+    return path
+
+
+def draw_figures(result: dict, preset: Preset, folder: Path) -> list[Path]:
+    """Draws the dispatch confusion matrices and the few-shot α of a `run_adaptation` result
+    into `folder` (fig_dispatch_<strategy>.png, fig_fewshot_alpha.png); returns their paths."""
+    from t2lib import plots
+
     labels = ("code", "math", "reasoning", "other")
+    paths = []
     for strategy, by_gold in result["confusion"].items():
         counts = torch.tensor([[by_gold.get(g, {}).get(p, 0) for p in labels] for g in CATEGORIES])
         fig = plots.plot_confusion(counts, rows=[f"{UNSEEN[preset.suite][g]} ({g})" for g in CATEGORIES],
                                    cols=labels, title=f"Dispatch on unseen tasks: {strategy}")
-        plots.save_figure(fig, folder / f"fig_dispatch_{strategy}.png")
+        paths.append(plots.save_figure(fig, folder / f"fig_dispatch_{strategy}.png"))
     if result["alpha"]:
         fig = plots.plot_alpha({t: torch.tensor(a) for t, a in result["alpha"].items()}, experts=CATEGORIES)
-        plots.save_figure(fig, folder / "fig_fewshot_alpha.png")
-    write_results(folder / f"{name}.json", result, preset=preset, config=config, started=started)
-    return path
+        paths.append(plots.save_figure(fig, folder / "fig_fewshot_alpha.png"))
+    return paths
 
 
 def main(argv: Sequence[str] | None = None) -> int:

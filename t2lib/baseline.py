@@ -113,17 +113,23 @@ def run_baseline(preset: Preset, *, fresh: bool = False, progress: bool = True,
 
 def write_outputs(rows: Sequence[dict], preset: Preset, *, started: float) -> Path:
     """Writes the CSV, the plot and the JSON with run info; returns the CSV path."""
-    from t2lib import plots
     from t2lib.runinfo import write_results
 
     out = figures_dir(preset.name)
     csv_path = out / f"baseline_{preset.name}.csv"
     atomic_write_csv(csv_path, rows, COLUMNS)
-    fig = plots.plot_variant_bars({f"{r['suite']}/{r['task']} ({r['role']})": 100 * r["accuracy"] for r in rows},
-                                  ylabel="base model accuracy (%)", title=f"Base model, preset {preset.name}")
-    plots.save_figure(fig, out / f"fig_baseline_{preset.name}.png")
+    draw_figure(rows, preset.name, out)
     write_results(out / f"baseline_{preset.name}.json", list(rows), preset=preset, started=started)
     return csv_path
+
+
+def draw_figure(rows: Sequence[dict], preset_name: str, folder: Path) -> Path:
+    """Draws the base model's accuracy per task (fig_baseline_<preset>.png) into `folder`."""
+    from t2lib import plots
+
+    fig = plots.plot_variant_bars({f"{r['suite']}/{r['task']} ({r['role']})": 100 * r["accuracy"] for r in rows},
+                                  ylabel="base model accuracy (%)", title=f"Base model, preset {preset_name}")
+    return plots.save_figure(fig, folder / f"fig_baseline_{preset_name}.png")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
