@@ -195,6 +195,13 @@ def spread_ids(ids: Sequence[str], limit: int | None) -> list[str]:
     return ids[:: len(ids) // limit][:limit]
 
 
+def evaluation_sampling(config: ReinforceConfig, task: Task) -> SamplingParams:
+    """Returns the decoding settings of validation and test evaluations: greedy, the run's answer
+    budget (else the task's), the task's stop strings."""
+    return SamplingParams(max_new_tokens=config.max_new_tokens or task.sampling.max_new_tokens,
+                          stop=task.sampling.stop)
+
+
 def advantages(rewards: torch.Tensor, *, normalize: bool) -> torch.Tensor:
     """Returns the weights of the answers' log-probs: raw rewards, or normalized within the batch.
 
@@ -423,10 +430,8 @@ class ReinforceTrainer:
         else:
             self.svf.write_z(z, parameterization=self.config.parameterization)
         try:
-            sampling = SamplingParams(max_new_tokens=self.config.max_new_tokens or task.sampling.max_new_tokens,
-                                      stop=task.sampling.stop)
-            return task.evaluate(self.backend, sample_ids=spread_ids(task.ids, limit), sampling=sampling,
-                                 progress=progress).accuracy
+            return task.evaluate(self.backend, sample_ids=spread_ids(task.ids, limit),
+                                 sampling=evaluation_sampling(self.config, task), progress=progress).accuracy
         finally:
             self.svf.restore()
 

@@ -3,25 +3,29 @@
     python -m t2lib.train --preset tiny --all              # the tiny experts (make experts)
     python -m t2lib.train --preset tiny --task add_word    # one expert; Ctrl-C, rerun: it resumes
     python -m t2lib.train --preset paper --task gsm8k --kl-coef 0 0.1 0.2 0.3   # λ chosen on validation
+    python -m t2lib.train --preset tiny --all --rescore    # test scores of the trained experts again
 
 Each expert goes to experts/<preset>/<category>.safetensors + .json; the run (checkpoint,
 metrics.jsonl) to build/train/<preset>/<category>/. Base and expert test accuracy go to
-`table1_svf_vs_base.csv` in the preset's figures folder (the paper's Table 1 at this scale).
+`table1_svf_vs_base.csv` in the preset's figures folder (the paper's Table 1 at this scale), and
+which test questions each got right to `table1_svf_vs_base.json` (for paired intervals).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 from fishfarm.task import Task
 from t2lib.atomic import atomic_write_csv
+from t2lib.experts import Expert
 from t2lib.paths import build_dir, experts_dir, figures_dir
 from t2lib.presets import Preset, get_preset
-from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, spread_ids
+from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, evaluation_sampling, spread_ids
 
 # The expert of each category is trained on these tasks (paper Table 1: GSM8K, MBPP, ARC-Easy).
 TRAINING_TASKS = {"tiny": {"math": "add_word", "code": "fn_arith", "reasoning": "where_person"},
@@ -121,30 +125,79 @@ def train_expert(session: Session, task: str, *, config: ReinforceConfig | None 
            "kl_coef": trainer.config.kl_coef,
            "val_base_accuracy": expert.metrics["val_base_accuracy"], "val_accuracy": expert.metrics["val_accuracy"],
            "train_seconds": round(result.train_seconds, 1)}
-    if test:
-        started = time.perf_counter()
-        ids = spread_ids(splits.test.ids, preset.eval_limit)
-        base = trainer.evaluate(splits.test, None, limit=preset.eval_limit, progress=progress)
-        tuned = trainer.evaluate(splits.test, expert.z, progress=progress, limit=preset.eval_limit)
-        row.update(n=len(ids), base_accuracy=round(base, 4), expert_accuracy=round(tuned, 4),
-                   gain_points=round(100 * (tuned - base), 1), test_seconds=round(time.perf_counter() - started, 1))
-        expert.metrics.update(test_accuracy=tuned, test_base_accuracy=base, test_n=len(ids))
     expert.config = {"preset": preset.name, **expert.config, "task": task}
+    if test:
+        row.update(score_test(session, task, expert, config=trainer.config, progress=progress))
+        expert.metrics.update(test_accuracy=row["expert_accuracy"], test_base_accuracy=row["base_accuracy"],
+                              test_n=row["n"])
     path = expert.save(out or experts_dir(preset.name) / name)
     row["path"] = str(path)
     return row
 
 
+def score_test(session: Session, task: str, expert: Expert, *, config: ReinforceConfig | None = None,
+               progress: bool = True) -> dict:
+    """Scores the base model and `expert` on the task's test split, greedy as in validation;
+    returns the test fields of a Table 1 row and "per_question": {"ids", "base", "expert"}
+    (1/0 per question, for paired intervals)."""
+    preset = session.preset
+    test = task_splits(preset, task).test
+    ids = spread_ids(test.ids, preset.eval_limit)
+    sampling = evaluation_sampling(config or preset.train_config(task), test)
+    started = time.perf_counter()
+    correct = {}
+    for label, weights in (("base", None), ("expert", expert)):
+        with session.svf.using(weights):
+            result = test.evaluate(session.backend, sample_ids=ids, sampling=sampling, progress=progress)
+        correct[label] = [int(s.score.correct) for s in result.samples]
+    base, tuned = (sum(correct[k]) / len(ids) for k in ("base", "expert"))
+    return {"n": len(ids), "base_accuracy": round(base, 4), "expert_accuracy": round(tuned, 4),
+            "gain_points": round(100 * (tuned - base), 1), "test_seconds": round(time.perf_counter() - started, 1),
+            "per_question": {"ids": list(ids), **correct}}
+
+
+def rescore_expert(session: Session, task: str, *, path: str | Path | None = None, progress: bool = True) -> dict:
+    """Scores a trained expert file on the test split again, without training; returns its
+    Table 1 row (training fields from the expert's JSON) with "recorded": the test accuracies
+    its JSON holds, to compare."""
+    preset = session.preset
+    name = expert_name(preset, task)
+    path = Path(path) if path else experts_dir(preset.name) / name
+    if not path.with_suffix(".safetensors").exists():
+        raise FileNotFoundError(f"no expert at {path}.safetensors: train it with "
+                                f"`python -m t2lib.train --preset {preset.name} --task {task}`")
+    expert = Expert.load(path)
+    m, c = expert.metrics, expert.config
+    config = replace(preset.train_config(task), max_new_tokens=c.get("max_new_tokens"))
+    row = {"expert": name, "task": task, "best_step": m.get("best_step"), "steps": m.get("steps"),
+           "kl_coef": c.get("kl_coef"), "val_base_accuracy": m.get("val_base_accuracy"),
+           "val_accuracy": m.get("val_accuracy"), "train_seconds": m.get("train_seconds"),
+           **score_test(session, task, expert, config=config, progress=progress), "path": str(path)}
+    row["recorded"] = {"base_accuracy": m.get("test_base_accuracy"), "expert_accuracy": m.get("test_accuracy")}
+    return row
+
+
 def write_table(rows: Sequence[dict], preset: Preset) -> Path:
-    """Merges rows into the preset's table1_svf_vs_base.csv (one row per expert); returns its path."""
+    """Merges rows into the preset's table1_svf_vs_base.csv (one row per expert), and their
+    per-question test results into table1_svf_vs_base.json; returns the CSV's path."""
+    from t2lib.runinfo import write_results
+
     path = figures_dir(preset.name) / "table1_svf_vs_base.csv"
     merged: dict[str, dict] = {}
     if path.exists():
         merged = {r["expert"]: r for r in csv.DictReader(path.open())}
+    written = {r["expert"] for r in rows if "base_accuracy" in r}
+    scored = {r["expert"]: r["per_question"] for r in rows if r["expert"] in written and "per_question" in r}
     for row in rows:
-        if "base_accuracy" in row:
+        if row["expert"] in written:
             merged[row["expert"]] = {k: row.get(k, "") for k in TABLE_COLUMNS}
     atomic_write_csv(path, (merged[k] for k in sorted(merged)), TABLE_COLUMNS)
+    json_path = path.with_suffix(".json")
+    if scored or json_path.exists():
+        old = json.loads(json_path.read_text())["results"]["per_question"] if json_path.exists() else {}
+        # a rewritten row replaces its expert's per-question results, or drops them if it has none
+        kept = {k: v for k, v in old.items() if k in merged and k not in written}
+        write_results(json_path, {"per_question": {**kept, **scored}}, preset=preset)
     return path
 
 
@@ -159,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run-dir", help="checkpoint folder (one task only)")
     parser.add_argument("--fresh", action="store_true", help="ignore checkpoints of earlier runs")
     parser.add_argument("--no-test", action="store_true", help="skip the test-split evaluation")
+    parser.add_argument("--rescore", action="store_true",
+                        help="no training: score the trained experts on the test split again, print them beside "
+                             "the accuracies their JSON records, and update Table 1 (with per-question results)")
     parser.add_argument("--kl-coef", type=float, nargs="+", help="λ values; several: best on validation")
     for key in ("steps", "batch_size", "micro_batch_size", "eval_every", "seed"):
         parser.add_argument(f"--{key.replace('_', '-')}", type=int)
@@ -178,6 +234,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(tasks) > 1 and (args.out or args.run_dir):
         parser.error("--out and --run-dir name one expert; use them with --task")
     session = Session(preset)
+    if args.rescore:
+        rows = []
+        for task in tasks:
+            row = rescore_expert(session, task, path=args.out)
+            rec = row["recorded"]
+            same = (rec["base_accuracy"] is not None and abs(rec["base_accuracy"] - row["base_accuracy"]) < 1e-4
+                    and abs(rec["expert_accuracy"] - row["expert_accuracy"]) < 1e-4)
+            recorded = ("not recorded" if rec["base_accuracy"] is None else
+                        f"recorded {rec['base_accuracy']:.1%} -> {rec['expert_accuracy']:.1%}")
+            print(f"{row['expert']} ({task}): test {row['base_accuracy']:.1%} -> {row['expert_accuracy']:.1%} "
+                  f"(n={row['n']}); {recorded}: {'the same' if same else 'DIFFERENT'}", flush=True)
+            rows.append(row)
+        print(f"wrote {write_table(rows, preset)}", flush=True)
+        return 0
     for task in tasks:
         config = replace(preset.train_config(task), **overrides)
         row = train_expert(session, task, config=config, kl_coefs=args.kl_coef, out=args.out,

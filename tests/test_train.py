@@ -31,11 +31,37 @@ def test_cli_trains_saves_and_resumes(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "math (add_word): test" in out
 
+    per_question = json.loads((tmp_path / "figures" / "table1_svf_vs_base.json").read_text())["results"]["per_question"]
+    assert len(per_question["math"]["ids"]) == 4
+    assert sum(per_question["math"]["expert"]) / 4 == pytest.approx(float(table[0]["expert_accuracy"]))
+    assert sum(per_question["math"]["base"]) / 4 == pytest.approx(float(table[0]["base_accuracy"]))
+
     # A second run finds the finished checkpoint: no new steps, the same expert.
     assert main(args) == 0
     again = Expert.load(tmp_path / "math")
     assert all(torch.equal(expert.z[n], again.z[n]) for n in expert.z)
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [0, 1, 2]
+
+    # Scoring the saved expert again, without training, reproduces its recorded test numbers.
+    capsys.readouterr()
+    assert main(["--preset", "smoke", "--task", "add_word", "--out", str(tmp_path / "math"), "--rescore"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("math (add_word): test"))
+    assert "recorded" in line and line.endswith("the same")
+    rescored = json.loads((tmp_path / "figures" / "table1_svf_vs_base.json").read_text())["results"]["per_question"]
+    assert rescored["math"] == per_question["math"]
+
+
+def test_table_keeps_per_question_results_of_the_rows_it_holds(tmp_path, monkeypatch):
+    monkeypatch.setenv("T2_FIGURES_DIR", str(tmp_path))
+    preset = get_preset("tiny")
+    pq = {"ids": ["a", "b"], "base": [0, 1], "expert": [1, 1]}
+    write_table([{"expert": "math", "base_accuracy": 0.5, "expert_accuracy": 1.0, "per_question": pq},
+                 {"expert": "code", "base_accuracy": 0.5, "expert_accuracy": 0.5, "per_question": pq}], preset)
+    saved = json.loads((tmp_path / "table1_svf_vs_base.json").read_text())["results"]["per_question"]
+    assert saved == {"math": pq, "code": pq}
+    write_table([{"expert": "code", "base_accuracy": 0.4, "expert_accuracy": 0.6}], preset)  # no per-question
+    saved = json.loads((tmp_path / "table1_svf_vs_base.json").read_text())["results"]["per_question"]
+    assert saved == {"math": pq}  # code's old results no longer match its row
 
 
 def test_table_merges_rows_by_expert(tmp_path, monkeypatch):
