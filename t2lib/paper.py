@@ -4,10 +4,11 @@ Tables 1–3 of the paper (accuracy in %, test-set sizes as the paper's numbers 
 functions that put a preset's results (`table1_svf_vs_base.csv` from `make experts`,
 `table2_adaptation.csv` from `make adapt`) in the same form. Every accuracy gets a 95% Wilson
 interval. A gain over the base model gets a paired interval where the per-question results are
-known (`make adapt` stores them in `table2_adaptation.json`): a seeded bootstrap over questions
-of the difference of the two accuracies on the same questions. Elsewhere (the paper's numbers,
-Table 1) it gets a 95% Newcombe interval for a difference of two independent proportions, which
-is conservative here (both accuracies come from the same questions), so wider.
+known (`make adapt` stores them in `table2_adaptation.json`, expert training and
+`t2lib.train --rescore` in `table1_svf_vs_base.json`): a seeded bootstrap over questions of the
+difference of the two accuracies on the same questions. Elsewhere (the paper's numbers) it gets a
+95% Newcombe interval for a difference of two independent proportions, which is conservative
+there (both accuracies come from the same questions), so wider.
 Notebook 06 draws the comparison.
 """
 from __future__ import annotations
@@ -140,15 +141,34 @@ def read_csv(path: str | Path) -> list[dict]:
         return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def kit_table1_rows(rows: Sequence[dict], *, source: str) -> list[dict]:
+def kit_table1_rows(rows: Sequence[dict], *, source: str, per_question: Mapping[str, dict] | None = None) -> list[dict]:
     """Returns `table1_svf_vs_base.csv` rows (one per expert) in the comparison form: a base and
-    an "svf" row per category (the classification expert is not in the paper's Table 1)."""
+    an "svf" row per category (the classification expert is not in the paper's Table 1).
+
+    Args:
+        per_question: `table1_svf_vs_base.json`'s "per_question" (expert -> {"ids", "base",
+            "expert"}, 1/0 per test question); where present, the gain's interval is paired.
+    """
+    per_question = per_question or {}
     out = []
     for r in sorted((r for r in rows if r["expert"] in CATEGORIES), key=lambda r: CATEGORIES.index(r["expert"])):
         base, acc = 100 * r["base_accuracy"], 100 * r["expert_accuracy"]
+        known = per_question.get(r["expert"])
+        pairs = (known["base"], known["expert"]) if known else None
+        if pairs is not None:
+            _check_pairs(pairs[0], r["n"], r["base_accuracy"], f"{r['expert']}/base")
+            _check_pairs(pairs[1], r["n"], r["expert_accuracy"], f"{r['expert']}/svf")
         out.append(_row(source, r["expert"], r["task"], "base", r["n"], r["n"], base, base))
-        out.append(_row(source, r["expert"], r["task"], "svf", r["n"], r["n"], base, acc))
+        out.append(_row(source, r["expert"], r["task"], "svf", r["n"], r["n"], base, acc, pairs=pairs))
     return out
+
+
+def _check_pairs(correct: Sequence[int], n: int, accuracy: float, what: str) -> None:
+    """Refuses per-question results that are not the ones a table row was computed from."""
+    if len(correct) != n or sum(correct) != round(accuracy * n):
+        raise ValueError(f"the per-question results of {what} ({sum(correct)} of {len(correct)}) do not match "
+                         f"its table row ({accuracy:.4f} of {n}): the CSV and JSON come from different runs; "
+                         "rerun the command that writes them")
 
 
 def kit_table2_rows(rows: Sequence[dict], *, source: str, per_question: Mapping[str, dict] | None = None) -> list[dict]:
@@ -169,17 +189,16 @@ def kit_table2_rows(rows: Sequence[dict], *, source: str, per_question: Mapping[
         b = base[r["task"]]
         known = per_question.get(r["task"], {})
         pairs = (known["base"], known[r["strategy"]]) if "base" in known and r["strategy"] in known else None
-        if pairs is not None and (len(pairs[1]) != r["n"] or sum(pairs[1]) != round(r["accuracy"] * r["n"])):
-            raise ValueError(f"the per-question results of {r['task']}/{r['strategy']} do not match its table row "
-                             "(the CSV and JSON come from different runs): rerun `make adapt`")
+        if pairs is not None:
+            _check_pairs(pairs[1], r["n"], r["accuracy"], f"{r['task']}/{r['strategy']}")
         out.append(_row(source, r["category"], r["task"], r["strategy"], b["n"], r["n"],
                         100 * b["accuracy"], 100 * r["accuracy"], pairs=pairs))
     return out
 
 
 def read_per_question(path: str | Path) -> dict | None:
-    """Returns the "per_question" block of a `table2_adaptation.json` (None when the file or the
-    block is absent: results written before per-question results were stored)."""
+    """Returns the "per_question" block of a `table1_svf_vs_base.json` or `table2_adaptation.json`
+    (None when the file or the block is absent: results written before they were stored)."""
     path = Path(path)
     if not path.exists():
         return None

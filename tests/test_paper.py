@@ -102,6 +102,18 @@ def test_kit_table2_uses_paired_intervals_where_per_question_results_exist():
         paper.kit_table2_rows(rows, source="kit", per_question=per_question)
 
 
+def test_kit_table1_uses_paired_intervals_where_per_question_results_exist():
+    rows = [{"expert": "math", "task": "add_word", "n": 4, "base_accuracy": 0.25, "expert_accuracy": 0.75},
+            {"expert": "code", "task": "fn_arith", "n": 4, "base_accuracy": 0.5, "expert_accuracy": 0.5}]
+    per_question = {"math": {"ids": list("abcd"), "base": [1, 0, 0, 0], "expert": [1, 1, 1, 0]}}
+    out = {(r["category"], r["method"]): r for r in paper.kit_table1_rows(rows, source="kit", per_question=per_question)}
+    assert out[("math", "svf")]["gain_interval"] == paper.PAIRED
+    assert out[("code", "svf")]["gain_interval"] == paper.UNPAIRED
+    per_question["math"]["base"] = [1, 1, 0, 0]  # 50%, the CSV says 25%
+    with pytest.raises(ValueError, match="math/base .* different runs"):
+        paper.kit_table1_rows(rows, source="kit", per_question=per_question)
+
+
 def test_read_per_question(tmp_path):
     assert paper.read_per_question(tmp_path / "absent.json") is None
     path = tmp_path / "table2_adaptation.json"
