@@ -115,6 +115,9 @@ def _row(source: str, category: str, task: str, method: str, n_base: int, n: int
 def paper_rows(table: Mapping[str, Mapping[str, Sequence[float]]], tasks: Mapping[str, tuple[str, int]],
                *, models: Sequence[str] | None = None) -> list[dict]:
     """Returns the paper's rows of `table` (TABLE1 or TABLE2) in the comparison form."""
+    unknown = [m for m in models or () if m not in table]
+    if unknown:
+        raise ValueError(f"the paper reports no {unknown} here; choose from {list(table)}")
     rows = []
     for model in models or table:
         methods = table[model]

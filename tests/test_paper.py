@@ -28,6 +28,8 @@ def test_paper_rows_cover_every_model_method_and_task():
                and r["category"] == "code")
     assert few["n"] == 164 - 10 and few["gain"] == pytest.approx(62.99 - 60.98)
     assert few["gain_low"] < 0 < few["gain_high"]  # two questions of HumanEval: within the noise
+    with pytest.raises(ValueError, match="no \\['Llama-3-8B'\\].*Llama-3-8B-Instruct"):
+        paper.paper_rows(paper.TABLE2, paper.TABLE2_TASKS, models=["Llama-3-8B"])
     base = next(r for r in rows if r["method"] == "base")
     assert base["gain"] is None and base["low"] < base["accuracy"] < base["high"]
 
