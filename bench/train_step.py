@@ -23,7 +23,8 @@ nothing about speed. It also counts each path's matrix-product FLOPs (torch's Fl
 more untimed run each) and measures this machine's matrix-product rate in fp32 and bf16 on an
 MLP-shaped product, and prints each kit path's ceiling: the reference's time over the time the
 path's products alone would take at that rate (nothing else counted). A ceiling under a target
-ratio means no schedule of the same products reaches it on this machine in that dtype.
+ratio means the same products cannot reach it at the rate measured for that shape in that dtype
+(other shapes may run somewhat faster or slower).
 """
 from __future__ import annotations
 

@@ -52,12 +52,17 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    """Writes `rows` as CSV with the header `columns` to `path` atomically (extra keys are dropped,
-    missing ones left empty)."""
+    """Writes `rows` as CSV with the header `columns` to `path` atomically. Keys outside `columns`
+    are dropped; a row that lacks a column is refused (a misspelled column would otherwise be
+    written blank), and the file is left as it was."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    for i, row in enumerate(rows):
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise ValueError(f"row {i} for {path} has no {missing}; it has {sorted(row)}")
+        writer.writerow(row)
     atomic_write_text(path, buf.getvalue())
 
 

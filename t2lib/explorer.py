@@ -11,6 +11,7 @@ The functions return arrays or figures, so a headless run saves the same views a
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -18,16 +19,11 @@ import numpy as np
 import torch
 
 from t2lib.cem import mix_experts
-from t2lib.experts import Expert
-from t2lib.svd import Decomposition, parse_target
+from t2lib.experts import Expert, identity_value
+from t2lib.svd import Decomposition, module_types, parse_target
 from t2lib.svf import SVFModel
 
 UNITS = ("scale − 1", "Δσ / σ₁")
-
-
-def module_types(decomp: Decomposition) -> list[str]:
-    """Returns the target module types in model order ("mlp.gate_proj", ...)."""
-    return list(dict.fromkeys(parse_target(n)[1] for n in decomp))
 
 
 def _names_by_layer(decomp: Decomposition, module: str) -> list[str]:
@@ -42,6 +38,17 @@ def _scales(expert: Expert, decomp: Decomposition) -> dict[str, torch.Tensor]:
     expert.check_compatible(decomp)
     scales = expert.scales(decomp)
     return {n: scales[n] if n in scales else torch.ones_like(f.S) for n, f in decomp.items()}
+
+
+def complete(expert: Expert, decomp: Decomposition) -> Expert:
+    """Returns a copy of `expert` with a z for every target of `decomp`, in its order: the
+    identity (the base matrix) where the expert has none. Experts trained on other target sets
+    can then be mixed."""
+    expert.check_compatible(decomp)
+    fill = identity_value(expert.parameterization)
+    z = {n: expert.z[n] if n in expert.z else torch.full_like(f.S, fill, dtype=torch.float32)
+         for n, f in decomp.items()}
+    return dataclasses.replace(expert, z=z)
 
 
 def _shift(scale: torch.Tensor, sigma: torch.Tensor, unit: str) -> np.ndarray:
@@ -70,8 +77,9 @@ def shift_profile(expert: Expert, decomp: Decomposition, *, layer: int, module: 
 
 
 def relative_change(expert: Expert, decomp: Decomposition) -> dict[str, float]:
-    """Returns target name -> ‖W' − W‖_F / ‖W‖_F (U and V are orthonormal, so this is
-    ‖σ ⊙ (scale − 1)‖ / ‖σ‖, no matrix formed)."""
+    """Returns target name -> ‖W' − W‖_F / ‖W‖_F with W = U diag(σ) Vᵀ, the decomposition (the
+    base matrix up to the precision the factors are stored in). U and V are orthonormal, so this
+    is ‖σ ⊙ (scale − 1)‖ / ‖σ‖, no matrix formed."""
     out = {}
     for name, scale in _scales(expert, decomp).items():
         s = decomp[name].S.detach().double().cpu()
@@ -202,7 +210,8 @@ class ExpertExplorer:
         kinds = {e.parameterization for e in experts.values()}
         if len(kinds) > 1:
             raise ValueError(f"the experts mix parameterizations {sorted(kinds)}; the mixer needs one kind")
-        self.svf, self.backend, self.experts = svf, backend, dict(experts)
+        self.svf, self.backend = svf, backend
+        self.experts = {n: complete(e, svf.decomp) for n, e in experts.items()}  # mixable whatever they cover
         self.max_new_tokens = max_new_tokens
         modules = module_types(svf.decomp)
         layers = len(_names_by_layer(svf.decomp, modules[0]))

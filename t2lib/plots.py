@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from t2lib.atomic import atomic_path
-from t2lib.svd import Decomposition, parse_target
+from t2lib.svd import Decomposition, module_types, parse_target
 
 
 def save_figure(fig: plt.Figure, path: str | Path, *, dpi: int = 130) -> Path:
@@ -20,18 +20,9 @@ def save_figure(fig: plt.Figure, path: str | Path, *, dpi: int = 130) -> Path:
     return path
 
 
-def _modules(decomp: Decomposition) -> list[str]:
-    seen: list[str] = []
-    for name in decomp:
-        module = parse_target(name)[1]
-        if module not in seen:
-            seen.append(module)
-    return seen
-
-
 def plot_spectra(decomp: Decomposition) -> plt.Figure:
     """Returns one panel per module type: σ_i/σ_1 against i/r, one line per layer (colour = depth)."""
-    modules = _modules(decomp)
+    modules = module_types(decomp)
     num_layers = max(parse_target(n)[0] for n in decomp) + 1
     fig, axes = plt.subplots(1, len(modules), figsize=(3.2 * len(modules), 3.0), squeeze=False)
     cmap = plt.get_cmap("viridis")

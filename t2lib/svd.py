@@ -74,6 +74,11 @@ def parse_target(name: str) -> tuple[int, str]:
     return int(m.group(1)), m.group(2)
 
 
+def module_types(names) -> list[str]:
+    """Returns the module suffixes of target names ("mlp.gate_proj", ...) in first-seen order."""
+    return list(dict.fromkeys(parse_target(n)[1] for n in names))
+
+
 def compute_dtype(t: torch.Tensor) -> torch.dtype:
     """The dtype to multiply factors stored as `t` in: their own half type on a GPU (tensor
     cores accumulate in fp32), otherwise at least fp32 (fp64 factors for gradient checks stay)."""

@@ -168,13 +168,25 @@ def rescore_expert(session: Session, task: str, *, path: str | Path | None = Non
                                 f"`python -m t2lib.train --preset {preset.name} --task {task}`")
     expert = Expert.load(path)
     m, c = expert.metrics, expert.config
-    config = replace(preset.train_config(task), max_new_tokens=c.get("max_new_tokens"))
+    config = preset.train_config(task)
+    config = replace(config, max_new_tokens=c.get("max_new_tokens", config.max_new_tokens))
     row = {"expert": name, "task": task, "best_step": m.get("best_step"), "steps": m.get("steps"),
            "kl_coef": c.get("kl_coef"), "val_base_accuracy": m.get("val_base_accuracy"),
            "val_accuracy": m.get("val_accuracy"), "train_seconds": m.get("train_seconds"),
            **score_test(session, task, expert, config=config, progress=progress), "path": str(path)}
     row["recorded"] = {"base_accuracy": m.get("test_base_accuracy"), "expert_accuracy": m.get("test_accuracy")}
     return row
+
+
+def compare_recorded(row: dict) -> str:
+    """Returns how a `rescore_expert` row's test accuracies compare with those the expert's JSON
+    records: "the same", "DIFFERENT (...)", or "not recorded"."""
+    rec = row["recorded"]
+    if rec["base_accuracy"] is None or rec["expert_accuracy"] is None:
+        return "not recorded"
+    same = all(abs(rec[k] - row[k]) < 1e-4 for k in ("base_accuracy", "expert_accuracy"))
+    return "the same" if same else (f"DIFFERENT (recorded {rec['base_accuracy']:.1%} -> "
+                                    f"{rec['expert_accuracy']:.1%})")
 
 
 def write_table(rows: Sequence[dict], preset: Preset) -> Path:
@@ -185,7 +197,8 @@ def write_table(rows: Sequence[dict], preset: Preset) -> Path:
     path = figures_dir(preset.name) / "table1_svf_vs_base.csv"
     merged: dict[str, dict] = {}
     if path.exists():
-        merged = {r["expert"]: r for r in csv.DictReader(path.open())}
+        with path.open(newline="") as f:
+            merged = {r["expert"]: r for r in csv.DictReader(f)}
     written = {r["expert"] for r in rows if "base_accuracy" in r}
     scored = {r["expert"]: r["per_question"] for r in rows if r["expert"] in written and "per_question" in r}
     for row in rows:
@@ -238,13 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = []
         for task in tasks:
             row = rescore_expert(session, task, path=args.out)
-            rec = row["recorded"]
-            same = (rec["base_accuracy"] is not None and abs(rec["base_accuracy"] - row["base_accuracy"]) < 1e-4
-                    and abs(rec["expert_accuracy"] - row["expert_accuracy"]) < 1e-4)
-            recorded = ("not recorded" if rec["base_accuracy"] is None else
-                        f"recorded {rec['base_accuracy']:.1%} -> {rec['expert_accuracy']:.1%}")
             print(f"{row['expert']} ({task}): test {row['base_accuracy']:.1%} -> {row['expert_accuracy']:.1%} "
-                  f"(n={row['n']}); {recorded}: {'the same' if same else 'DIFFERENT'}", flush=True)
+                  f"(n={row['n']}); against the recorded accuracies: {compare_recorded(row)}", flush=True)
             rows.append(row)
         print(f"wrote {write_table(rows, preset)}", flush=True)
         return 0

@@ -30,3 +30,13 @@ def test_results_carry_run_info(tmp_path):
     run = data["run"]
     assert run["preset"] == {"name": "smoke"} and run["config"] == {"seed": 1}
     assert run["versions"]["torch"] and run["device"].startswith(("cpu", "cuda")) and run["git_revision"]
+
+
+def test_csv_rows_missing_a_column_are_refused_and_the_file_is_kept(tmp_path):
+    from t2lib.atomic import atomic_write_csv
+    path = tmp_path / "table.csv"
+    atomic_write_csv(path, [{"a": 1, "b": 2, "extra": 3}], ["a", "b"])
+    assert path.read_text().splitlines() == ["a,b", "1,2"]
+    with pytest.raises(ValueError, match=r"row 1 .* has no \['b'\]"):
+        atomic_write_csv(path, [{"a": 4, "b": 5}, {"a": 6, "bb": 7}], ["a", "b"])
+    assert path.read_text().splitlines() == ["a,b", "1,2"]

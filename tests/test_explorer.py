@@ -129,3 +129,19 @@ def test_change_by_module_averages_the_layers(setup):
     names = [f"model.layers.{i}.mlp.up_proj.weight" for i in range(2)]
     assert by_module["mlp.up_proj"] == pytest.approx(sum(change[n] for n in names) / 2)
     assert explorer.num_layers(svf.decomp, "mlp.up_proj") == 2
+
+
+def test_experts_on_other_target_sets_are_viewed_and_mixed(setup):
+    svf, backend, experts = setup
+    e0 = experts["e0"]
+    down = {n: v for n, v in e0.z.items() if "down_proj" in n}
+    partial = Expert(down, e0.base_model, e0.base_fingerprint, e0.parameterization, "down only", e0.base_variant)
+    assert np.allclose(explorer.shift_grid(partial, svf.decomp, "mlp.up_proj"), 0)  # not covered: unchanged
+    full = explorer.complete(partial, svf.decomp)
+    assert list(full.z) == list(svf.decomp) and all(torch.equal(full.z[n], v) for n, v in down.items())
+    ui = explorer.ExpertExplorer(svf, backend, {"down only": partial, "e1": experts["e1"]}, max_new_tokens=8)
+    ui.alphas["down only"].value = 1.0
+    answers = ui.answer()
+    request = [GenerationRequest(Prompt.chat(ui.prompt.value), SamplingParams(max_new_tokens=8))]
+    with svf.using(partial):  # the base weights where the expert has no z
+        assert answers["mixture"] == backend.generate(request, progress=False)[0].text

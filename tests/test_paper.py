@@ -98,6 +98,7 @@ def test_kit_table2_uses_paired_intervals_where_per_question_results_exist():
     per_question = {"t": {"ids": ["a", "b", "c", "d"], "base": [1, 0, 0, 0], "prompt": [1, 1, 1, 0]}}
     out = {r["method"]: r for r in paper.kit_table2_rows(rows, source="kit", per_question=per_question)}
     assert out["prompt"]["gain_interval"] == paper.PAIRED and out["few-shot"]["gain_interval"] == paper.UNPAIRED
+    assert out["prompt"]["gain"] == pytest.approx(50.0)  # from the per-question results: 3 of 4 against 1 of 4
     assert out["base"]["gain_interval"] is None
     per_question["t"]["prompt"] = [1, 1, 0, 0]  # 2 right of 4, but the CSV says 3
     with pytest.raises(ValueError, match="different runs"):
@@ -123,3 +124,16 @@ def test_read_per_question(tmp_path):
     assert paper.read_per_question(path) is None
     path.write_text('{"results": {"per_question": {"t": {"ids": ["a"], "base": [1]}}}, "run": {}}')
     assert paper.read_per_question(path) == {"t": {"ids": ["a"], "base": [1]}}
+
+
+def test_the_count_bootstrap_matches_resampling_questions_directly():
+    import numpy as np
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 2, 200)
+    adapted = np.where(rng.random(200) < 0.3, 1 - base, base)  # 30% of the answers flip
+    picks = np.random.default_rng(2).integers(0, 200, size=(20_000, 200))
+    direct = (adapted - base)[picks].mean(axis=1)
+    expected = np.quantile(direct, [0.025, 0.975])
+    low, high = paper.paired_interval(base.tolist(), adapted.tolist(), resamples=20_000)
+    assert (low, high) == pytest.approx(tuple(expected), abs=0.01)
+    assert low < (adapted.mean() - base.mean()) < high

@@ -9,7 +9,7 @@ from t2lib.experts import Expert
 from t2lib.paths import EXPERTS_DIR
 from t2lib.presets import get_preset
 from t2lib.reinforce import read_metrics
-from t2lib.train import TRAINING_TASKS, expert_name, main, write_table
+from t2lib.train import TRAINING_TASKS, compare_recorded, expert_name, main, write_table
 
 
 @pytest.mark.integration
@@ -46,7 +46,7 @@ def test_cli_trains_saves_and_resumes(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["--preset", "smoke", "--task", "add_word", "--out", str(tmp_path / "math"), "--rescore"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("math (add_word): test"))
-    assert "recorded" in line and line.endswith("the same")
+    assert line.endswith("against the recorded accuracies: the same")
     rescored = json.loads((tmp_path / "figures" / "table1_svf_vs_base.json").read_text())["results"]["per_question"]
     assert rescored["math"] == per_question["math"]
 
@@ -62,6 +62,16 @@ def test_table_keeps_per_question_results_of_the_rows_it_holds(tmp_path, monkeyp
     write_table([{"expert": "code", "base_accuracy": 0.4, "expert_accuracy": 0.6}], preset)  # no per-question
     saved = json.loads((tmp_path / "table1_svf_vs_base.json").read_text())["results"]["per_question"]
     assert saved == {"math": pq}  # code's old results no longer match its row
+
+
+def test_rescored_accuracies_are_compared_with_the_recorded_ones():
+    row = {"base_accuracy": 0.25, "expert_accuracy": 0.5,
+           "recorded": {"base_accuracy": 0.25, "expert_accuracy": 0.5}}
+    assert compare_recorded(row) == "the same"
+    row["recorded"]["expert_accuracy"] = 0.4583
+    assert compare_recorded(row) == "DIFFERENT (recorded 25.0% -> 45.8%)"
+    row["recorded"]["expert_accuracy"] = None  # an expert saved without its test numbers
+    assert compare_recorded(row) == "not recorded"
 
 
 def test_table_merges_rows_by_expert(tmp_path, monkeypatch):
