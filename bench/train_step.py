@@ -128,5 +128,6 @@ def main() -> None:
         print(f"ceiling, {name + ':':22s} its products alone at that rate take {floor:.2f} s, "
               f"so reference / this <= {best['reference'] / floor:.2f}x here")
 
+
 if __name__ == "__main__":
     main()

@@ -35,9 +35,7 @@ def _names_by_layer(decomp: Decomposition, module: str) -> list[str]:
 
 def _scales(expert: Expert, decomp: Decomposition) -> dict[str, torch.Tensor]:
     """Returns target name -> scale for every target (1 where the expert does not cover it)."""
-    expert.check_compatible(decomp)
-    scales = expert.scales(decomp)
-    return {n: scales[n] if n in scales else torch.ones_like(f.S) for n, f in decomp.items()}
+    return complete(expert, decomp).scales(decomp)
 
 
 def complete(expert: Expert, decomp: Decomposition) -> Expert:

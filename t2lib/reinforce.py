@@ -62,6 +62,7 @@ def resolve_grad_dtype(grad_dtype: str | None, device: torch.device | str) -> st
         return "bfloat16" if native_bf16(device) else None
     return grad_dtype
 
+
 CHECKPOINT_VERSION = 1
 
 

@@ -127,7 +127,7 @@ def train_expert(session: Session, task: str, *, config: ReinforceConfig | None 
            "train_seconds": round(result.train_seconds, 1)}
     expert.config = {"preset": preset.name, **expert.config, "task": task}
     if test:
-        row.update(score_test(session, task, expert, config=trainer.config, progress=progress))
+        row.update(score_test(session, splits.test, expert, config=trainer.config, progress=progress))
         expert.metrics.update(test_accuracy=row["expert_accuracy"], test_base_accuracy=row["base_accuracy"],
                               test_n=row["n"])
     path = expert.save(out or experts_dir(preset.name) / name)
@@ -135,15 +135,13 @@ def train_expert(session: Session, task: str, *, config: ReinforceConfig | None 
     return row
 
 
-def score_test(session: Session, task: str, expert: Expert, *, config: ReinforceConfig | None = None,
+def score_test(session: Session, test: Task, expert: Expert, *, config: ReinforceConfig,
                progress: bool = True) -> dict:
-    """Scores the base model and `expert` on the task's test split, greedy as in validation;
-    returns the test fields of a Table 1 row and "per_question": {"ids", "base", "expert"}
-    (1/0 per question, for paired intervals)."""
-    preset = session.preset
-    test = task_splits(preset, task).test
-    ids = spread_ids(test.ids, preset.eval_limit)
-    sampling = evaluation_sampling(config or preset.train_config(task), test)
+    """Scores the base model and `expert` on a test split, greedy as in validation; returns the
+    test fields of a Table 1 row and "per_question": {"ids", "base", "expert"} (1/0 per
+    question, for paired intervals)."""
+    ids = spread_ids(test.ids, session.preset.eval_limit)
+    sampling = evaluation_sampling(config, test)
     started = time.perf_counter()
     correct = {}
     for label, weights in (("base", None), ("expert", expert)):
@@ -173,7 +171,8 @@ def rescore_expert(session: Session, task: str, *, path: str | Path | None = Non
     row = {"expert": name, "task": task, "best_step": m.get("best_step"), "steps": m.get("steps"),
            "kl_coef": c.get("kl_coef"), "val_base_accuracy": m.get("val_base_accuracy"),
            "val_accuracy": m.get("val_accuracy"), "train_seconds": m.get("train_seconds"),
-           **score_test(session, task, expert, config=config, progress=progress), "path": str(path)}
+           **score_test(session, task_splits(preset, task).test, expert, config=config, progress=progress),
+           "path": str(path)}
     row["recorded"] = {"base_accuracy": m.get("test_base_accuracy"), "expert_accuracy": m.get("test_accuracy")}
     return row
 
