@@ -1,21 +1,34 @@
 """Scores MATH-style answers: extracts the boxed answer and decides equivalence with the reference.
 
-Equivalence, in order: equal after normalization (``\\dfrac12`` -> ``\\frac{1}{2}``, units in
-``\\text{}`` dropped, ``x = 3`` -> ``3``, ``$``, ``\\left``, ``^\\circ``, ``\\%`` and spaces
-removed); then tuples and intervals element by element with their brackets (``[1,2)`` differs
-from ``[1,2]``), sets and bare answer lists ("-2, 3") in any order; then numeric value
-(``0.5`` = ``1/2`` = ``\\frac{1}{2}``; expressions with variables are compared at fixed random
-points, so ``2x+1`` = ``1+2x``). Follows Hendrycks et al.'s ``is_equiv`` and Minerva's
-normalization, with the numeric step added.
+Two modes. "kit" (the default), in order:
+1. equal after normalization (``\\dfrac12`` -> ``\\frac{1}{2}``, units in ``\\text{}`` dropped,
+   ``x = 3`` -> ``3``; ``$``, ``\\left``, ``^\\circ``, ``\\%``, thin spaces and spaces removed, but
+   a space that ends a command name stays: ``\\sin x``; matrix rows ``\\\\`` stay whole);
+2. tuples and intervals element by element with their brackets (``[1,2)`` differs from
+   ``[1,2]``, ``(1, 2)`` from the list ``1, 2``, which math-verify equates), sets and bare
+   answer lists ("-2, 3") in any order, unions of intervals part by part;
+3. answers with a word (``\\text{Evelyn}``, ``odd``) compare as text, never as products of
+   letters (math-verify reads ``odd`` as o·d·d, and equates ``abc`` with ``cba``);
+4. math-verify (`fishfarm.scoring.symbolic`) on the normalized forms, so ``25\\%`` is 25 and
+   not 1/4 as math-verify reads it alone; an answer SymPy could not finish on (``9^{9^{9}}``)
+   is compared by the kit's own evaluator (`fishfarm.scoring.latex_eval`) instead.
+
+"official": the official code's ``is_equiv`` and answer extraction
+(`fishfarm.scoring.math_official`), to compare with the paper's numbers.
 """
 from __future__ import annotations
 
 import math
 import re
+from typing import Literal
 
 from fishfarm.scoring.boxed import last_boxed
 from fishfarm.scoring.latex_eval import LatexEvalError, evaluate, variables_of
+from fishfarm.scoring.math_official import extract_answer_official, is_equiv_official
+from fishfarm.scoring.symbolic import symbolic_equal
 from fishfarm.types import Score
+
+MathMode = Literal["kit", "official"]
 
 _UNITS = ("cm", "m", "km", "mm", "inches", "inch", "in", "feet", "foot", "ft", "yards", "miles",
           "meters", "units", "unit", "degrees", "degree", "dollars", "dollar", "cents", "hours",
@@ -38,28 +51,54 @@ def extract_math_answer(text: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
+# A row separator \\ stays; \left, \right, \displaystyle and thin spaces go; "\ " is a space.
+_SPACING = re.compile(r"\\\\|\\(?:displaystyle|textstyle|left|right|[bB]igg?[lr]?|q?quad)"
+                      r"(?![a-zA-Z])|\\[!,;: ]")
+_TOKEN = re.compile(r"\\\\|\\[a-zA-Z]+|\\.|\s+|.", re.S)
+_FUNCTION_NAMES = re.compile(r"arc(?:sin|cos|tan)|sin|cos|tan|cot|sec|csc|log|ln|exp|sqrt|pi")
+
+
+def _respace(match: re.Match) -> str:
+    token = match.group(0)
+    return token if token == "\\\\" else " " if token == "\\ " else ""
+
+
+def _compact(s: str) -> str:
+    """Returns `s` without spaces, except one where it ends a command name before a letter
+    (``\\sin x``, ``\\pi r``): the only place where removing it changes the LaTeX."""
+    tokens = _TOKEN.findall(s)
+    out = []
+    for i, tok in enumerate(tokens):
+        if not tok.isspace():
+            out.append(tok)
+        elif (out and re.fullmatch(r"\\[a-zA-Z]+", out[-1]) and i + 1 < len(tokens)
+              and tokens[i + 1][:1].isalpha()):
+            out.append(" ")
+    return "".join(out)
+
+
 def normalize_math_answer(answer: str) -> str:
     """Returns a canonical string form of a LaTeX answer (see module docstring)."""
-    s = answer.strip().replace("\n", " ")
-    s = re.sub(r"\\(?:displaystyle|left|right|!|,|;|:)", "", s).replace("\\ ", " ")
+    s = _compact(_SPACING.sub(_respace, answer.strip()))
     s = s.replace("\\$", "").replace("$", "")
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = re.sub(r"\^\s*\{?\\circ\}?", "", s)
+    s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
+    s = re.sub(r"\^\{?\\circ\}?", "", s)
     s = s.replace("\\%", "").replace("%", "").replace("{,}", ",")
-    # Units: a trailing \text{ cm} (maybe squared) after a value is dropped; other \text{}
-    # are unwrapped.
-    s = re.sub(r"(\S.*?)\s*\\(?:text|mbox|mathrm)\{\s*[a-zA-Z .]*\}(\^\{?\d\}?)?\s*$", r"\1", s)
-    s = re.sub(r"\\(?:text|textbf|mbox|mathrm|mathbf)\{([^{}]*)\}", r"\1", s)
+    s = re.sub(r",?\s*\\(?:text|mbox|mathrm)\s*\{\s*and\s*\}\s*", ",", s)  # "12\text{ and }13"
+    # Units: a trailing \text{ cm} (maybe squared) after a value is dropped (not the last item
+    # of a list: "\text{Monday}, \text{Friday}"); other \text{} are unwrapped.
+    s = re.sub(r"([^,\s](?:.*?[^,])?)\s*\\(?:text|mbox|mathrm)\s*\{\s*[a-zA-Z .]*\}(\^\{?\d\}?)?\s*$",
+               r"\1", s)
+    s = re.sub(r"\\(?:text|textbf|mbox|mathrm|mathbf)\s*\{([^{}]*)\}", r"\1", s)
     s = re.sub(rf"^([-\d.,/ ]+?)\s*(?:{_UNIT_WORDS})\b\.?(\^\{{?\d\}}?)?$", r"\1", s)
     if s.count("=") == 1:  # "x = 3" -> "3"; "y = 2x + 1" -> "2x + 1"
-        m = re.fullmatch(r"\s*[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*(.+)", s)
+        m = re.fullmatch(r"\s*[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*(.+)", s, re.S)
         s = m.group(1) if m else s
-    s = re.sub(r"^\s*[a-zA-Z]\s*\\in\s*", "", s)
-    s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
-    s = re.sub(r"\\frac(\d)\{", r"\\frac{\1}{", s)
-    s = re.sub(r"\\frac\{([^{}]*)\}(\d)", r"\\frac{\1}{\2}", s)
-    s = re.sub(r"\\sqrt(\d+|[a-zA-Z](?![a-zA-Z]))", r"\\sqrt{\1}", s)
-    s = s.replace(" ", "")
+    s = re.sub(r"^[a-zA-Z]\\in(?![a-zA-Z]) ?", "", s)
+    s = re.sub(r"\\frac ?([a-zA-Z\d])([a-zA-Z\d])", r"\\frac{\1}{\2}", s)  # \frac12, \frac ab
+    s = re.sub(r"\\frac ?([a-zA-Z\d])\{", r"\\frac{\1}{", s)
+    s = re.sub(r"\\frac\{([^{}]*)\} ?([a-zA-Z\d])", r"\\frac{\1}{\2}", s)
+    s = re.sub(r"\\sqrt ?([a-zA-Z\d])", r"\\sqrt{\1}", s)  # \sqrt3 is \sqrt{3}, \sqrt12 is 2
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):  # 10,000 is a number, not a list
         s = s.replace(",", "")
     s = re.sub(r"(?<!\d)\.(\d)", r"0.\1", s)
@@ -111,7 +150,17 @@ def _unordered_equal(a: list[str], b: list[str]) -> bool:
     return not rest
 
 
-def _value_equal(a: str, b: str) -> bool:
+def _is_word(s: str) -> bool:
+    """Returns whether a normalized answer contains a word ("Evelyn", "odd", "June20"), which
+    compares as text: as a product of letters, "dog" would equal "god"."""
+    commands = re.sub(r"\\(?:begin|end)\{[a-zA-Z*]*\}|\\[a-zA-Z]+", " ", s)  # \begin{pmatrix}
+    letters = _FUNCTION_NAMES.sub(" ", commands)
+    return bool(re.search(r"[a-zA-Z]{3,}", letters))
+
+
+def _evaluated_equal(a: str, b: str) -> bool:
+    """Returns whether two answers have the same value by the kit's evaluator (x, y, z are
+    compared at fixed random points); used where SymPy might not finish."""
     try:
         names = variables_of(a) | variables_of(b)
         if variables_of(a) != variables_of(b) or not names <= {"x", "y", "z"}:
@@ -123,8 +172,14 @@ def _value_equal(a: str, b: str) -> bool:
         return False
 
 
+def _value_equal(prediction: str, reference: str) -> bool:
+    verdict = symbolic_equal(prediction, reference)
+    return _evaluated_equal(prediction, reference) if verdict is None else verdict
+
+
 def math_equal(prediction: str, reference: str) -> bool:
-    """Returns whether two MATH answers are equivalent (see module docstring)."""
+    """Returns whether a model's MATH answer is equivalent to the reference (the "kit" mode of
+    the module docstring)."""
     a, b = normalize_math_answer(prediction), normalize_math_answer(reference)
     if a == b:
         return True
@@ -143,20 +198,30 @@ def math_equal(prediction: str, reference: str) -> bool:
     la, lb = _split_top(a), _split_top(b)
     if len(la) > 1 or len(lb) > 1:  # "all solutions" lists: order does not matter
         return len(la) == len(lb) and _unordered_equal(la, lb)
+    if _is_word(a) or _is_word(b):
+        return a.lower() == b.lower()
     return _value_equal(a, b)
 
 
-def score_math(answer: str, reference: str) -> Score:
+def score_math(answer: str, reference: str, *, mode: MathMode = "kit") -> Score:
     """Returns whether the model's boxed answer is equivalent to the reference.
 
     Args:
         answer: the model's full answer text.
         reference: the reference answer, or a full MATH solution (its last ``\\boxed{}`` is used).
+        mode: "kit" (default: see the module docstring) | "official" (the official code's
+            answer extraction and ``is_equiv``, for comparison with the paper's numbers).
     """
     gold = last_boxed(reference)
     gold = reference if gold is None else gold
-    predicted = extract_math_answer(answer)
+    if mode == "official":
+        predicted = extract_answer_official(answer)
+        ok = predicted is not None and is_equiv_official(gold, predicted)
+    elif mode == "kit":
+        predicted = extract_math_answer(answer)
+        ok = predicted is not None and math_equal(predicted, gold)
+    else:
+        raise ValueError(f"unknown MATH scoring mode {mode!r}; choose 'kit' or 'official'")
     if predicted is None:
         return Score(False, None, "no \\boxed{} answer")
-    ok = math_equal(predicted, gold)
     return Score(ok, predicted, "" if ok else f"expected {gold}")

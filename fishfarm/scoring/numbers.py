@@ -16,7 +16,7 @@ from fishfarm.types import Score
 # 1,234,567 | 1234 | 12.5 | .5 ; optional sign (ASCII or unicode minus) and currency sign.
 _NUM = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+"
 _NUMBER = re.compile(rf"(?<![\w.])(?P<sign>[-−–]?)\s?\$?\s?(?P<num>{_NUM})"
-                     rf"(?:\s*/\s*(?P<den>\d+)(?![\d.]))?")
+                     rf"(?:\s*/\s*(?P<den>\d+)(?!\d|\.\d))?")  # "is 3/4." is 0.75
 _MARKER = re.compile(r"####\s*(.*)")
 _PHRASE = re.compile(r"(?:answer\s+is|answer\s*:|answer\s+would\s+be|result\s+is)\s*:?\s*(.*)",
                      re.IGNORECASE)
