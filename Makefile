@@ -6,6 +6,9 @@ BIN    := $(VENV)/bin
 PRESET ?= tiny
 OUT    ?= build/notebooks
 STAMP  := $(VENV)/.installed
+# Where torch comes from: empty is PyPI (its Linux wheel brings CUDA); a CPU-only machine can
+# set TORCH_INDEX to the PyTorch CPU wheel index (see the README) for a smaller, CPU-only torch.
+TORCH_INDEX ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: venv reproduce test lab notebooks figures baseline experts adapt clean-venv help
@@ -23,6 +26,7 @@ help:
 $(STAMP): requirements/cpu.txt requirements/offline.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install -q --index-url $(TORCH_INDEX) "$$(grep -E '^torch==' requirements/cpu.txt)")
 	$(BIN)/python -m pip install -q -r requirements/cpu.txt
 	$(BIN)/python -m pip install -q --no-deps -r requirements/offline.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
@@ -50,8 +54,9 @@ adapt: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# JupyterLab refuses to run as root (containers, cloud notebooks) without --allow-root.
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-venv:
 	rm -rf $(VENV)

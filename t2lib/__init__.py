@@ -5,3 +5,7 @@ as shareable files, mixing) · svf (apply / switch / restore experts on a live m
 (pass 1) · inspection and plots (notebook 01) · baseline (base model accuracy) · presets ·
 notebooks (papermill runner) · runinfo, atomic, paths (results that carry their provenance).
 """
+
+from t2lib.logs import configure_logging
+
+configure_logging()

