@@ -22,13 +22,13 @@ import random
 
 import torch
 
-from fishfarm import HFBackend
 from fishfarm.data import load
 from fishfarm.data.prompts import arc_user
 from fishfarm.scoring import score_choice
 from fishfarm.task import Task
 from fishfarm.types import SamplingParams
-from t2lib.presets import get_preset
+from t2lib.presets import PRESETS, get_preset
+from t2lib.session import preset_backend
 
 PROMPTS = {
     "letter": lambda r: f"{arc_user(r)}Answer with the letter of the correct option.",
@@ -39,15 +39,14 @@ PROMPTS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--preset", default="tiny", choices=PRESETS)
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--n", type=int, default=120, help="questions (a seeded sample)")
     parser.add_argument("--seed", type=int, default=2025)
     args = parser.parse_args()
     preset = get_preset(args.preset)
     lm = preset.load_model()
-    backend = HFBackend(lm.model, lm.tokenizer, batch_size=preset.batch_size, max_batch_tokens=preset.max_batch_tokens,
-                        logprob_batch_size=preset.logprob_batch_size, progress=False)
+    backend = preset_backend(preset, lm, progress=False)
     records = list(load("arc_easy", args.split, source=preset.model_source).records)
     records = random.Random(f"{args.seed}:arc_easy:{args.split}").sample(records, min(args.n, len(records)))
     print(f"ARC-Easy {args.split}, {len(records)} questions, {lm.resolved.path}")

@@ -36,8 +36,10 @@ import torch
 
 from fishfarm.types import LogprobRequest
 from t2lib.presets import get_preset
-from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, native_bf16
-from t2lib.train import Session, task_splits
+from t2lib.hardware import native_bf16
+from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
+from t2lib.session import Session
+from t2lib.train import task_splits
 
 from steps import counted_flops, gemm_rate, kit_update, reference_update, timed  # bench/steps.py
 

@@ -24,7 +24,7 @@ import time
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from fishfarm import HFBackend
+from fishfarm.backends import HFBackend
 from fishfarm.task import Task
 from fishfarm.types import LogprobRequest, Prompt, SamplingParams
 from t2lib.reinforce import ReinforceConfig, ReinforceTrainer

@@ -15,7 +15,7 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, Sequence
 
-from fishfarm.backend import Backend
+from fishfarm.backends.protocol import Backend
 from fishfarm.types import (GenerationRequest, Prompt, SamplingParams, SampleResult, Score,
                             TaskResult)
 

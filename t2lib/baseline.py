@@ -17,10 +17,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
+from fishfarm.backends import BACKEND_CHOICES
+from fishfarm.suites import Suite, get_suite
 from t2lib.atomic import atomic_write_csv, atomic_write_json
 from t2lib.paths import REPO_ROOT, figures_dir
-from t2lib.presets import Preset, get_preset
-from t2lib.reinforce import spread_ids
+from t2lib.presets import PRESETS, Preset, get_preset
+from t2lib.samples import spread_ids
 
 COLUMNS = ("suite", "task", "category", "role", "split", "n", "accuracy", "truncated", "seconds")
 
@@ -40,13 +42,12 @@ def _task_eval(make_task, limit: int | None, *, spread: bool):
     return evaluate
 
 
-def _dispatch_eval(limit: int | None):
-    """Scores `PromptDispatcher` in "choice" mode on the classification task (no generation)."""
+def _dispatch_eval(make_task, limit: int | None):
+    """Scores `PromptDispatcher` in "choice" mode on a classification task (no generation)."""
     def evaluate(backend) -> dict:
-        from fishfarm.tiny import classification_task
         from t2lib.dispatch import PromptDispatcher
 
-        task = classification_task("test")
+        task = make_task()
         records = [task.record(s) for s in _sample_ids(task.ids, limit, spread=True)]
         predicted = PromptDispatcher(backend, mode="choice").classify([r["question"] for r in records])
         correct = sum(p == r["category"] for p, r in zip(predicted, records))
@@ -54,27 +55,30 @@ def _dispatch_eval(limit: int | None):
     return evaluate
 
 
+def baseline_suites(preset: Preset) -> list[Suite]:
+    """Returns the suites the baseline covers: the preset's, then the paper suite (the reference
+    every preset is read against) when the preset's is another."""
+    own = preset.suite_spec
+    paper = get_suite("paper")
+    return [own] if own is paper else [own, paper]
+
+
 def suite_tasks(preset: Preset) -> list[tuple[dict, object]]:
     """Returns (row metadata, evaluate(backend) -> {n, accuracy, truncated}) for every task."""
-    from fishfarm.paper_tasks import CATEGORY, paper_task
-    from fishfarm.tiny import TINY_TASKS, classification_task, tiny_task
-
     out = []
-    if preset.suite == "tiny":
-        for spec in TINY_TASKS.values():
-            out.append(({"suite": "tiny", "task": spec.name, "category": spec.category, "role": spec.role},
-                        _task_eval(lambda n=spec.name: tiny_task(n, "test"), preset.eval_limit, spread=True)))
-        meta = {"suite": "tiny", "category": "dispatch", "role": "dispatch"}
-        # The paper's reading (generate, parse \boxed{}) on a 48-question sample: SmolLM2 rarely
-        # follows the format, and 350-token prompts make every question cost ~1 s on 2 cores.
-        out.append(({**meta, "task": "classification"},
-                    _task_eval(lambda: classification_task("test"), preset.eval_limit or 48, spread=True)))
-        out.append(({**meta, "task": "classification (choice)"}, _dispatch_eval(preset.eval_limit)))
-    for name, category in CATEGORY.items():
-        role = "train" if name in ("gsm8k", "mbpp", "arc_easy") else "unseen"
-        make = (lambda n=name: paper_task(n, "test", max_new_tokens=preset.paper_max_new_tokens))
-        out.append(({"suite": "paper", "task": name, "category": category, "role": role},
-                    _task_eval(make, preset.paper_eval_limit, spread=False)))
+    for suite in baseline_suites(preset):
+        # Paper-scale suites: the first `paper_eval_limit` samples; the others: `eval_limit` spread.
+        limit, spread = (preset.paper_eval_limit, False) if suite.paper_scale else (preset.eval_limit, True)
+        for name in (task for c in suite.categories for task in (suite.training[c], suite.unseen[c])):
+            out.append(({"suite": suite.name, "task": name, "category": suite.category(name), "role": suite.role(name)},
+                        _task_eval(lambda n=name, s=suite.name: preset.task(n, "test", suite=s), limit, spread=spread)))
+        if suite.classification:
+            make = (lambda s=suite: preset.task(s.classification, "test", suite=s.name))
+            meta = {"suite": suite.name, "category": "dispatch", "role": "dispatch"}
+            # The paper's reading (generate, parse \boxed{}) on a 48-question sample: SmolLM2 rarely
+            # follows the format, and 350-token prompts make every question cost ~1 s on 2 cores.
+            out.append(({**meta, "task": suite.classification}, _task_eval(make, limit or 48, spread=True)))
+            out.append(({**meta, "task": f"{suite.classification} (choice)"}, _dispatch_eval(make, limit)))
     return out
 
 
@@ -85,10 +89,10 @@ def run_baseline(preset: Preset, *, fresh: bool = False, progress: bool = True,
     Each finished task's row is kept in `work_dir` (default build/baseline/<preset>) and reused
     by a later run with the same preset and model unless `fresh`.
     """
-    from fishfarm import HFBackend
+    from t2lib.session import preset_backend
+
     lm = preset.load_model()
-    backend = HFBackend(lm.model, lm.tokenizer, batch_size=preset.batch_size, max_batch_tokens=preset.max_batch_tokens,
-                        logprob_batch_size=preset.logprob_batch_size, progress=progress)
+    backend = preset_backend(preset, lm, progress=progress)
     work = work_dir or REPO_ROOT / "build" / "baseline" / preset.name
     rows = []
     for meta, evaluate in suite_tasks(preset):
@@ -113,31 +117,24 @@ def run_baseline(preset: Preset, *, fresh: bool = False, progress: bool = True,
 
 def write_outputs(rows: Sequence[dict], preset: Preset, *, started: float) -> Path:
     """Writes the CSV, the plot and the JSON with run info; returns the CSV path."""
+    from t2lib.figures import baseline_figure
     from t2lib.runinfo import write_results
 
     out = figures_dir(preset.name)
     csv_path = out / f"baseline_{preset.name}.csv"
     atomic_write_csv(csv_path, rows, COLUMNS)
-    draw_figure(rows, preset.name, out)
+    baseline_figure(rows, preset.name, out)
     write_results(out / f"baseline_{preset.name}.json", list(rows), preset=preset, started=started)
     return csv_path
 
 
-def draw_figure(rows: Sequence[dict], preset_name: str, folder: Path) -> Path:
-    """Draws the base model's accuracy per task (fig_baseline_<preset>.png) into `folder`."""
-    from t2lib import plots
-
-    fig = plots.plot_variant_bars({f"{r['suite']}/{r['task']} ({r['role']})": 100 * r["accuracy"] for r in rows},
-                                  ylabel="base model accuracy (%)", title=f"Base model, preset {preset_name}")
-    return plots.save_figure(fig, folder / f"fig_baseline_{preset_name}.png")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Base model accuracy on every task of a preset.")
-    parser.add_argument("--preset", default="tiny", help="smoke | tiny | paper (default: tiny)")
+    parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, help="generation backend (default: the preset's)")
     parser.add_argument("--fresh", action="store_true", help="recompute tasks finished by an earlier run")
     args = parser.parse_args(argv)
-    preset = get_preset(args.preset)
+    preset = get_preset(args.preset, **({"backend": args.backend} if args.backend else {}))
     started = time.time()
     rows = run_baseline(preset, fresh=args.fresh)
     path = write_outputs(rows, preset, started=started)

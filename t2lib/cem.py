@@ -15,7 +15,6 @@ base model instead of at z = 0 (all singular values removed).
 from __future__ import annotations
 
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -177,14 +176,3 @@ class CEMSearch:
         acc, ll, alpha = best
         return CEMResult(alpha=alpha, expert=mix_experts(self.experts, alpha), accuracy=acc, loglik=ll,
                          history=history, evaluations=evaluations, seconds=time.perf_counter() - started)
-
-
-def draw_shots(ids: Sequence[str], k: int, *, seed: int) -> tuple[list[str], list[str]]:
-    """Returns (k shot ids, the remaining ids), drawn with a seeded shuffle."""
-    ids = list(ids)
-    if k >= len(ids):
-        raise ValueError(f"cannot draw {k} shots from {len(ids)} samples and keep some to score on")
-    order = ids[:]
-    random.Random(f"shots:{seed}").shuffle(order)
-    shots = set(order[:k])
-    return [i for i in ids if i in shots], [i for i in ids if i not in shots]

@@ -12,12 +12,13 @@ The functions return arrays or figures, so a headless run saves the same views a
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from t2lib import plots
 from t2lib.cem import mix_experts
 from t2lib.experts import Expert, identity_value
 from t2lib.svd import Decomposition, module_types, parse_target
@@ -130,57 +131,17 @@ def top_components(expert: Expert, decomp: Decomposition, *, k: int = 10, unit: 
 # ------------------------------------------------------------------------------------ figures
 def plot_profiles(experts: Mapping[str, Expert], decomp: Decomposition, *, layer: int, module: str,
                   unit: str = UNITS[0], smooth: int = 1) -> plt.Figure:
-    """Returns the shift against singular-value index for each expert in one target matrix,
-    with σ_i/σ_1 in grey on a second axis. `smooth` > 1 draws a running mean over that many indices."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    for name, expert in experts.items():
-        y = shift_profile(expert, decomp, layer=layer, module=module, unit=unit)
-        if smooth > 1:
-            y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
-        ax.plot(np.arange(y.size), y, lw=0.9, label=name)
-    ax.axhline(0, color="black", lw=0.5)
-    ax.set_xlabel("singular value index i (0: largest σ)")
-    ax.set_ylabel(unit)
-    ax.set_title(f"layer {layer} {module}", fontsize=10)
-    ax.legend(fontsize=8, ncol=len(experts))
+    """Returns the shift against singular-value index of each expert in one target matrix
+    (`plots.plot_profiles`), with σ_i/σ_1 of that matrix in grey."""
+    profiles = {name: shift_profile(e, decomp, layer=layer, module=module, unit=unit) for name, e in experts.items()}
     sigma = decomp[_names_by_layer(decomp, module)[layer]].S.detach().float().cpu().numpy()
-    twin = ax.twinx()
-    twin.fill_between(np.arange(sigma.size), sigma / sigma[0], color="tab:gray", alpha=0.15, lw=0)
-    twin.set_ylabel("σ_i / σ_1", color="tab:gray")
-    twin.set_ylim(0, 1.05)
-    ax.set_zorder(twin.get_zorder() + 1)
-    ax.patch.set_visible(False)
-    return fig
+    return plots.plot_profiles(profiles, sigma, title=f"layer {layer} {module}", unit=unit, smooth=smooth)
 
 
 def plot_shift_grid(expert: Expert, decomp: Decomposition, *, module: str, unit: str = UNITS[0]) -> plt.Figure:
-    """Returns a heatmap of the shift over layers (rows) and singular-value index (columns),
-    red for amplified, blue for damped, with limits symmetric around 0."""
-    grid = shift_grid(expert, decomp, module, unit=unit)
-    limit = float(np.abs(grid).max()) or 1.0
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    im = ax.imshow(grid, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-    ax.set_xlabel("singular value index i (0: largest σ)")
-    ax.set_ylabel("layer")
-    ax.set_title(f"{expert.name}: {module}", fontsize=10)
-    fig.colorbar(im, ax=ax, label=unit, fraction=0.04)
-    return fig
-
-
-def plot_similarity(matrix: np.ndarray, names: Sequence[str], *, title: str = "") -> plt.Figure:
-    """Returns a (K x K) similarity heatmap with the values written in."""
-    fig, ax = plt.subplots(figsize=(0.9 * len(names) + 2.2, 0.8 * len(names) + 1.2))
-    im = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if abs(matrix[i, j]) > 0.6 else "black")
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    return fig
+    """Returns the shift over layers and singular-value index of one matrix type (`plots.plot_shift_grid`)."""
+    return plots.plot_shift_grid(shift_grid(expert, decomp, module, unit=unit), title=f"{expert.name}: {module}",
+                                 unit=unit)
 
 
 # ------------------------------------------------------------------------------- the widgets
@@ -221,7 +182,8 @@ class ExpertExplorer:
         self.chosen = w.SelectMultiple(options=names, value=tuple(names), description="experts")
         self.grid_expert = w.Dropdown(options=names, description="expert")
         self.alphas = {n: w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description=f"α {n}",
-                                        continuous_update=False) for n in names}
+                                        continuous_update=False, style={"description_width": "initial"},
+                                        layout=w.Layout(width="28em")) for n in names}
         self.prompt = w.Textarea(value="Lena has 17 stickers and gives 5 to her friend. How many stickers "
                                        "does she have left?\nAnswer with a single number.",
                                  layout=w.Layout(width="95%", height="5em"))
@@ -266,15 +228,24 @@ class ExpertExplorer:
                                                           unit=self.unit.value))
 
     def show_answers(self) -> None:
-        self.answer_out.clear_output()
-        with self.answer_out:
-            try:
-                answers = self.answer()
-            except ValueError as err:
-                print(err)
-                return
-            alpha = ", ".join(f"{n} {s.value:.2f}" for n, s in self.alphas.items())
-            print(f"base model:\n{answers['base']}\n\nmixture (α: {alpha}):\n{answers['mixture']}")
+        """Answers the prompt box into the mixer's output; the button is disabled and the output
+        says "answering…" while the model works (tens of seconds on a CPU)."""
+        out, button = self.answer_out, self.answer_button
+        label = button.description
+        out.outputs = ()  # clears with or without a kernel
+        out.append_stdout("answering… (base model, then the mixture)\n")
+        button.disabled, button.description = True, "answering…"
+        try:
+            answers = self.answer()
+        except ValueError as err:
+            out.outputs = ()  # clears with or without a kernel
+            out.append_stdout(f"{err}\n")
+            return
+        finally:
+            button.disabled, button.description = False, label
+        alpha = ", ".join(f"{n} {s.value:.2f}" for n, s in self.alphas.items())
+        out.outputs = ()  # clears with or without a kernel
+        out.append_stdout(f"base model:\n{answers['base']}\n\nmixture (α: {alpha}):\n{answers['mixture']}\n")
 
     def _draw(self, out, make) -> None:
         out.clear_output(wait=True)
@@ -296,6 +267,6 @@ class ExpertExplorer:
             w.VBox([w.HBox([self.grid_expert, self.module]), self.unit, self.grid_out]),
             w.VBox([*self.alphas.values(), self.prompt, self.answer_button, self.answer_out]),
         ])
-        for i, title in enumerate(("z by singular value", "z by layer", "mix and answer")):
+        for i, title in enumerate(("shift by singular value", "shift by layer", "mix and answer")):
             tabs.set_title(i, title)
         return tabs

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from t2lib.paths import REPO_ROOT
+from t2lib.presets import PRESETS
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
@@ -46,18 +47,20 @@ def run_notebook(path: Path, out_dir: Path, *, parameters: dict, progress: bool 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="tiny", help="smoke | tiny | paper (default: tiny)")
+    parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
     parser.add_argument("--out", default=str(REPO_ROOT / "build" / "notebooks"), help="executed copies")
     parser.add_argument("--only", nargs="*", default=(), help="notebook number prefixes, e.g. 01 02")
     args = parser.parse_args(argv)
     notebooks = list_notebooks(only=args.only)
     if not notebooks:
-        print(f"no notebooks match {args.only} in {NOTEBOOKS_DIR}", file=sys.stderr)
-        return 2
+        parser.error(f"--only: no notebooks match {' '.join(args.only)} in {NOTEBOOKS_DIR}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out: {out} exists and is not a folder")
     for nb in notebooks:
         start = time.time()
         print(f"== {nb.name} (PRESET={args.preset})", flush=True)
-        run_notebook(nb, Path(args.out) / args.preset, parameters={"PRESET": args.preset})
+        run_notebook(nb, out / args.preset, parameters={"PRESET": args.preset})
         print(f"   done in {time.time() - start:.0f} s", flush=True)
     return 0
 

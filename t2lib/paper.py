@@ -20,12 +20,12 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
+from fishfarm.suites import get_suite
 from t2lib.paths import FIGURES_DIR, figures_dir
 
-CATEGORIES = ("math", "code", "reasoning")
+CATEGORIES = get_suite("paper").categories  # the paper's tables, in their column order
 
 # Table 1: SVF on the training tasks (test splits). Task name and test size per category.
 TABLE1_TASKS = {"math": ("GSM8K", 1319), "code": ("MBPP-Pro", 99), "reasoning": ("ARC-Easy", 2376)}
@@ -244,36 +244,3 @@ def find_results(preset: str, name: str) -> tuple[Path, str]:
         return FIGURES_DIR / name, "tiny"
     maker = "make experts" if name.startswith("table1") else "make adapt"
     raise FileNotFoundError(f"no {name} in {figures_dir(preset)} or {FIGURES_DIR}: run `{maker} PRESET={preset}`")
-
-
-def plot_gains(rows: Sequence[dict], *, title: str = "") -> plt.Figure:
-    """Returns one panel per category: the gain over the base model of each method (x) for each
-    source (bars), with its 95% interval."""
-    rows = [r for r in rows if r["gain"] is not None]
-    sources = list(dict.fromkeys(r["source"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    fig, axes = plt.subplots(1, len(CATEGORIES), figsize=(4.2 * len(CATEGORIES), 3.4), sharey=False, squeeze=False)
-    width = 0.8 / len(sources)
-    colours = plt.get_cmap("tab10")
-    for ax, category in zip(axes[0], CATEGORIES):
-        for k, source in enumerate(sources):
-            mine = {r["method"]: r for r in rows if r["source"] == source and r["category"] == category}
-            xs = [i + k * width for i, m in enumerate(methods) if m in mine]
-            got = [mine[m] for m in methods if m in mine]
-            if not got:
-                continue
-            gains = np.array([r["gain"] for r in got])
-            err = np.array([[r["gain"] - r["gain_low"] for r in got], [r["gain_high"] - r["gain"] for r in got]])
-            ax.bar(xs, gains, width, yerr=err, capsize=2, color=colours(k), label=source)
-        tasks = " / ".join(dict.fromkeys(r["task"] for r in rows if r["category"] == category))
-        ax.set_title(f"{category}: {tasks}", fontsize=9)
-        ax.set_xticks(np.arange(len(methods)) + width * (len(sources) - 1) / 2, methods, fontsize=8)
-        ax.axhline(0, color="black", lw=0.6)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("gain over the base model (points)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(sources), fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    return fig

@@ -1,9 +1,13 @@
-"""Figures the notebooks save: spectra, energy, and the effect of scaling singular components."""
+"""All the kit's matplotlib code: each function takes plain data and returns a Figure; `save_figure` writes it.
+
+Which results file becomes which figure file is `t2lib.figures`' business; the explorer and the
+paper tables gather their data and call these.
+"""
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -130,4 +134,89 @@ def plot_alpha(alphas: dict, *, experts: Sequence[str]) -> plt.Figure:
         ax.set_title(t, fontsize=9)
     axes[-1, 0].set_xlabel("layer")
     fig.colorbar(im, ax=axes[:, 0].tolist(), label="α", fraction=0.03)
+    return fig
+
+
+def plot_profiles(profiles: Mapping[str, np.ndarray], sigma: np.ndarray, *, title: str, unit: str,
+                  smooth: int = 1) -> plt.Figure:
+    """Returns each named profile (a shift per singular-value index) as a line, with σ_i/σ_1 in
+    grey on a second axis. `smooth` > 1 draws a running mean over that many indices."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for name, y in profiles.items():
+        if smooth > 1:
+            y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+        ax.plot(np.arange(y.size), y, lw=0.9, label=name)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xlabel("singular value index i (0: largest σ)")
+    ax.set_ylabel(unit)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, ncol=len(profiles))
+    twin = ax.twinx()
+    twin.fill_between(np.arange(sigma.size), sigma / sigma[0], color="tab:gray", alpha=0.15, lw=0)
+    twin.set_ylabel("σ_i / σ_1", color="tab:gray")
+    twin.set_ylim(0, 1.05)
+    ax.set_zorder(twin.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    return fig
+
+
+def plot_shift_grid(grid: np.ndarray, *, title: str, unit: str) -> plt.Figure:
+    """Returns a heatmap of a shift over layers (rows) and singular-value index (columns), red
+    for amplified, blue for damped, with limits symmetric around 0."""
+    limit = float(np.abs(grid).max()) or 1.0
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    im = ax.imshow(grid, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_xlabel("singular value index i (0: largest σ)")
+    ax.set_ylabel("layer")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, label=unit, fraction=0.04)
+    return fig
+
+
+def plot_similarity(matrix: np.ndarray, names: Sequence[str], *, title: str = "") -> plt.Figure:
+    """Returns a (K x K) similarity heatmap with the values written in."""
+    fig, ax = plt.subplots(figsize=(0.9 * len(names) + 2.2, 0.8 * len(names) + 1.2))
+    im = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(matrix[i, j]) > 0.6 else "black")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+def plot_gains(rows: Sequence[dict], *, categories: Sequence[str], title: str = "") -> plt.Figure:
+    """Returns one panel per category: the gain over the base model of each method (x) for each
+    source (bars), with its 95% interval (`t2lib.paper` rows)."""
+    rows = [r for r in rows if r["gain"] is not None]
+    sources = list(dict.fromkeys(r["source"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(1, len(categories), figsize=(4.2 * len(categories), 3.4), sharey=False, squeeze=False)
+    width = 0.8 / len(sources)
+    colours = plt.get_cmap("tab10")
+    for ax, category in zip(axes[0], categories):
+        for k, source in enumerate(sources):
+            mine = {r["method"]: r for r in rows if r["source"] == source and r["category"] == category}
+            xs = [i + k * width for i, m in enumerate(methods) if m in mine]
+            got = [mine[m] for m in methods if m in mine]
+            if not got:
+                continue
+            gains = np.array([r["gain"] for r in got])
+            err = np.array([[r["gain"] - r["gain_low"] for r in got], [r["gain_high"] - r["gain"] for r in got]])
+            ax.bar(xs, gains, width, yerr=err, capsize=2, color=colours(k), label=source)
+        tasks = " / ".join(dict.fromkeys(r["task"] for r in rows if r["category"] == category))
+        ax.set_title(f"{category}: {tasks}", fontsize=9)
+        ax.set_xticks(np.arange(len(methods)) + width * (len(sources) - 1) / 2, methods, fontsize=8)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("gain over the base model (points)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(sources), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from t2lib.models import DEFAULT_MODEL, LoadedModel, load_model
+from fishfarm.backends import BACKEND_CHOICES
+from fishfarm.suites import Suite, get_suite
+from fishfarm.task import Task
 from t2lib.cem import CEMConfig
+from t2lib.models import DEFAULT_MODEL, LoadedModel, load_model
 from t2lib.reinforce import ReinforceConfig
 
 
@@ -23,7 +26,8 @@ class Preset:
         svd_storage_dtype: dtype of the cached U and Vᵀ ("bfloat16" halves the cache at 8B scale).
         inspect_prompts: prompts used to show what scaling singular values does (notebook 01).
         inspect_max_new_tokens: answer length in that demonstration.
-        suite: which tasks experts and adaptation use: "tiny" (fishfarm.tiny) or "paper".
+        suite: which tasks experts and adaptation use: a name in `fishfarm.suites.SUITES`
+            ("tiny" or "paper").
         eval_limit: samples per evaluation (None: the whole split).
         paper_eval_limit: samples of each paper task in the baseline (None: the whole test split).
         paper_max_new_tokens: answer budget on paper tasks (None: the paper's 512 / 1024).
@@ -31,8 +35,11 @@ class Preset:
         max_batch_tokens: cap on a batch's padded prompt tokens (long prompts: smaller batches).
         logprob_batch_size: sequences per forward pass when only scoring.
         train: how experts are trained (`t2lib.reinforce.ReinforceConfig`).
-        experts: which expert set (folder under experts/) adaptation uses; smoke uses the shipped
-            tiny experts, which share its base weights.
+        expert_set: which expert set (folder under experts/) adaptation, the quickstart and the
+            explorer read (default: the preset's name); smoke reads the shipped tiny experts,
+            which share its base weights. Training writes to experts/<name>/.
+        backend: which generation backend answers: a name in `fishfarm.backends.BACKENDS`, or
+            "auto" (the first one that can run here).
         dispatch_mode: how pass 1 reads the classification prompt: "choice" (category likelihoods)
             or "generate" (the paper's: generate, parse the box).
         cls_dispatch_mode: how the classification expert's answer is read (it is trained on the
@@ -61,14 +68,30 @@ class Preset:
     train: ReinforceConfig = field(default_factory=ReinforceConfig)
     train_by_task: dict = field(default_factory=dict)
     train_kl_sweep: tuple[float, ...] = ()
-    experts: str = ""
+    expert_set: str = ""
+    backend: str = "hf"
     dispatch_mode: str = "choice"
     cls_dispatch_mode: str = "generate"
     cem: CEMConfig = field(default_factory=CEMConfig)
 
     def __post_init__(self):
-        if not self.experts:
-            object.__setattr__(self, "experts", self.name)
+        if not self.expert_set:
+            object.__setattr__(self, "expert_set", self.name)
+        if self.backend not in BACKEND_CHOICES:
+            raise ValueError(f"preset {self.name!r}: unknown backend {self.backend!r}; choose one of "
+                             f"{', '.join(BACKEND_CHOICES)}")
+        get_suite(self.suite)  # an unknown suite fails here, naming the registered ones
+
+    @property
+    def suite_spec(self) -> Suite:
+        """Returns the suite experts are trained on and adaptation is tested on."""
+        return get_suite(self.suite)
+
+    def task(self, name: str, split: str = "test", *, suite: str | None = None) -> Task:
+        """Returns task `name` of `suite` (default: the preset's) on `split`; a paper-scale
+        suite's tasks get the preset's `paper_max_new_tokens`, the others keep their own budgets."""
+        s = get_suite(suite or self.suite)
+        return s.task(name, split, max_new_tokens=self.paper_max_new_tokens if s.paper_scale else None)
 
     def train_config(self, task: str) -> ReinforceConfig:
         """Returns the training settings of `task`'s expert."""
@@ -84,7 +107,7 @@ class Preset:
 TINY_TRAIN = ReinforceConfig(steps=20, batch_size=16, micro_batch_size=8, lr=1e-3, optimizer="adamw",
                              schedule="constant", grad_clip=1e-3, normalize_rewards=True, logprob_reduction="mean",
                              grad_dtype="auto", grad_attention="eager", eval_every=5)
-# Paper Table 6 and the official configs (../PAPER.md): AdamW lr 2e-3 with cosine decay, 256
+# Paper Table 6 and the official configs (README, "Where the kit differs"): AdamW lr 2e-3 with cosine decay, 256
 # prompts a step, gradient norm clipped at 1e-3, greedy rollouts, raw ±1 rewards, z starting at
 # 0.1 + 0.01·N(0, 1) through the official sigmoid parameterization, validation every 10 steps.
 PAPER_TRAIN = ReinforceConfig(steps=200, batch_size=256, micro_batch_size=8, lr=2e-3, optimizer="adamw",
@@ -97,7 +120,7 @@ PAPER_KL_SWEEP = (0.0, 0.1, 0.2, 0.3)  # λ values the paper chooses among on va
 TINY_CEM = CEMConfig(shots=10, population=6, elite_ratio=1 / 3, iterations=3, per_layer=False)
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset("smoke", model_source="offline", experts="tiny", inspect_prompts=2, inspect_max_new_tokens=8, eval_limit=4,
+    "smoke": Preset("smoke", model_source="offline", expert_set="tiny", inspect_prompts=2, inspect_max_new_tokens=8, eval_limit=4,
                     paper_eval_limit=2, paper_max_new_tokens=16,
                     train=replace(TINY_TRAIN, steps=2, batch_size=4, micro_batch_size=4, eval_every=1,
                                   eval_limit=4, max_new_tokens=16),

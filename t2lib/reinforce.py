@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,35 +32,9 @@ from fishfarm.task import Task
 from fishfarm.types import LogprobRequest, SamplingParams
 from t2lib.atomic import append_jsonl, atomic_path, atomic_write_text
 from t2lib.experts import PARAMETERIZATIONS, Expert, identity_value
+from t2lib.hardware import resolve_grad_dtype
+from t2lib.samples import batch_ids, spread_ids
 from t2lib.svf import SVFModel
-
-CPUINFO = Path("/proc/cpuinfo")
-
-
-def native_bf16(device: torch.device | str) -> bool:
-    """Returns whether `device` multiplies bf16 matrices natively.
-
-    CUDA: `torch.cuda.is_bf16_supported()`. CPU: the AVX512-BF16 or AMX-BF16 instructions, read
-    from /proc/cpuinfo (elsewhere: False). Without them a CPU emulates bf16, slower than fp32.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    try:
-        flags = CPUINFO.read_text()
-    except OSError:
-        return False
-    return any(f" {flag}" in flags for flag in ("avx512_bf16", "amx_bf16"))
-
-
-def resolve_grad_dtype(grad_dtype: str | None, device: torch.device | str) -> str | None:
-    """Returns the autocast dtype `ReinforceConfig.grad_dtype` asks for on `device` (None: none)."""
-    if grad_dtype == "auto":
-        return "bfloat16" if native_bf16(device) else None
-    return grad_dtype
-
 
 CHECKPOINT_VERSION = 1
 
@@ -161,24 +134,6 @@ class TrainResult:
     train_seconds: float = 0.0
 
 
-def batch_ids(ids: Sequence[str], step: int, batch_size: int, seed: int) -> list[str]:
-    """Returns the sample ids of step `step` (1-based): epochs of seeded shuffles, cut in order.
-
-    A pure function of its arguments, so a resumed run draws the same batches.
-    """
-    ids = list(ids)
-    if not ids:
-        raise ValueError("the training task has no samples")
-    start = (step - 1) * batch_size
-    out = []
-    while len(out) < batch_size:
-        epoch, offset = divmod(start + len(out), len(ids))
-        order = ids[:]
-        random.Random(f"{seed}:{epoch}").shuffle(order)
-        out.extend(order[offset:offset + batch_size - len(out)])
-    return out
-
-
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """Returns the rows of a run's metrics.jsonl: step 0 holds the base model's validation
     accuracy, later rows one update each (with "val_accuracy" at evaluation steps)."""
@@ -186,14 +141,6 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def spread_ids(ids: Sequence[str], limit: int | None) -> list[str]:
-    """Returns `limit` ids spread evenly over `ids` (all of them when limit is None)."""
-    ids = list(ids)
-    if not limit or limit >= len(ids):
-        return ids
-    return ids[:: len(ids) // limit][:limit]
 
 
 def evaluation_sampling(config: ReinforceConfig, task: Task) -> SamplingParams:

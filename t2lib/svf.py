@@ -8,6 +8,10 @@ target layer compute U((σ ⊙ scale(z)) ⊙ Vᵀx) from the factors, so gradien
 `composed_weights` builds W' with an autograd graph to z and `forward` runs the model with those
 weights substituted (torch.func.functional_call), leaving the live weights untouched (simple, and
 the reference the tests compare against).
+
+Every write to the live target matrices (apply, restore, write_z) ends by handing the changed
+tensors to the backends attached with `attach` (`Backend.sync_weights`), so a backend with its
+own copy of the weights (vLLM) answers with the same weights as the model; callers never sync.
 """
 from __future__ import annotations
 
@@ -52,6 +56,21 @@ class SVFModel:
         self.params = {n: params[n] for n in decomp}
         self._base = {n: p.detach().to(base_device or p.device, copy=True) for n, p in self.params.items()}
         self.active: Expert | None = None
+        self._backends: list = []
+
+    def attach(self, backend) -> None:
+        """Keeps `backend` in step with the live target matrices from now on (and syncs it now).
+
+        Every later apply / restore / write_z hands the target tensors to `backend.sync_weights`.
+        """
+        if not any(b is backend for b in self._backends):
+            self._backends.append(backend)
+        if not getattr(backend, "shares_weights", False):
+            backend.sync_weights(self.params)
+
+    def _synced(self) -> None:
+        for backend in self._backends:
+            backend.sync_weights(self.params)
 
     @property
     def base_fingerprint(self) -> str:
@@ -91,6 +110,7 @@ class SVFModel:
                 param.copy_(self.decomp[name].compose(scales[name]).to(param.dtype))
             else:
                 param.copy_(self._base[name])
+        self._synced()
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -98,6 +118,7 @@ class SVFModel:
         for name, param in self.params.items():
             param.copy_(self._base[name])
         self.active = None
+        self._synced()
 
     @contextmanager
     def using(self, expert: Expert | None) -> Iterator["SVFModel"]:

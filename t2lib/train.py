@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Sequence
 
 from fishfarm.task import Task
+from fishfarm.backends import BACKEND_CHOICES
 from t2lib.atomic import atomic_write_csv
 from t2lib.experts import Expert
 from t2lib.paths import build_dir, experts_dir, figures_dir
-from t2lib.presets import Preset, get_preset
-from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, evaluation_sampling, spread_ids
+from t2lib.presets import PRESETS, Preset, get_preset
+from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, evaluation_sampling
+from t2lib.samples import spread_ids
+from t2lib.session import Session
 
-# The expert of each category is trained on these tasks (paper Table 1: GSM8K, MBPP, ARC-Easy).
-TRAINING_TASKS = {"tiny": {"math": "add_word", "code": "fn_arith", "reasoning": "where_person"},
-                  "paper": {"math": "gsm8k", "code": "mbpp", "reasoning": "arc_easy"}}
 TABLE_COLUMNS = ("expert", "task", "n", "base_accuracy", "expert_accuracy", "gain_points", "best_step",
                  "steps", "kl_coef", "val_base_accuracy", "val_accuracy", "train_seconds", "test_seconds")
 
@@ -43,48 +43,18 @@ class Splits:
 
 
 def task_splits(preset: Preset, task: str) -> Splits:
-    """Returns the train / validation / test splits of a task of the preset's suite.
-
-    "classification" is the dispatch task (training-task prompts labelled by category; the
-    tiny suite's: its prompts are the tiny training tasks').
-    """
-    if task == "classification":
-        from fishfarm.tiny import classification_task
-        return Splits(*(classification_task(s) for s in ("train", "validation", "test")))
-    if preset.suite == "tiny":
-        from fishfarm.tiny import tiny_task
-        return Splits(*(tiny_task(task, s) for s in ("train", "validation", "test")))
-    from fishfarm.paper_tasks import paper_task
-    return Splits(*(paper_task(task, s, max_new_tokens=preset.paper_max_new_tokens)
-                    for s in ("train", "validation", "test")))
+    """Returns the train / validation / test splits of a task the preset's suite trains on
+    (a training task, or its classification task: training-task prompts labelled by category)."""
+    suite = preset.suite_spec
+    if task not in suite.trainable:
+        raise ValueError(f"no expert is trained on {task!r} in the {suite.name} suite; choose one of "
+                         f"{', '.join(suite.trainable)}")
+    return Splits(*(preset.task(task, split) for split in ("train", "validation", "test")))
 
 
 def expert_name(preset: Preset, task: str) -> str:
-    """Returns the category an expert trained on `task` is named after ("math", ...)."""
-    if task == "classification":
-        return "classification"
-    for category, name in TRAINING_TASKS.get(preset.suite, {}).items():
-        if name == task:
-            return category
-    return task
-
-
-class Session:
-    """The preset's base model, SVF wrapper and backend, loaded once for several experts."""
-
-    def __init__(self, preset: Preset, *, progress: bool = True):
-        from fishfarm import HFBackend
-        from t2lib.svd import decompose
-        from t2lib.svf import SVFModel
-
-        self.preset = preset
-        self.lm = preset.load_model()
-        decomp = decompose(self.lm.model, preset.targets, storage_dtype=preset.svd_storage_dtype,
-                           progress=progress)
-        self.svf = SVFModel(self.lm.model, decomp, model_id=preset.model, base_variant=self.lm.resolved.variant)
-        self.backend = HFBackend(self.lm.model, self.lm.tokenizer, batch_size=preset.batch_size,
-                                 max_batch_tokens=preset.max_batch_tokens,
-                                 logprob_batch_size=preset.logprob_batch_size, progress=progress)
+    """Returns the name of the expert trained on `task`: its category ("math", ...) or "classification"."""
+    return preset.suite_spec.expert_name(task)
 
 
 def train_expert(session: Session, task: str, *, config: ReinforceConfig | None = None,
@@ -215,11 +185,12 @@ def write_table(rows: Sequence[dict], preset: Preset) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train SVF experts with REINFORCE (resumes by default).")
-    parser.add_argument("--preset", default="tiny", help="smoke | tiny | paper (default: tiny)")
+    parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, help="generation backend (default: the preset's)")
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--task", help="training task, e.g. add_word, gsm8k, or classification")
+    which.add_argument("--task", help="training task of the preset's suite, e.g. add_word, gsm8k, or classification")
     which.add_argument("--all", action="store_true",
-                       help="the preset's three training tasks (tiny suite: and the classification expert)")
+                       help="the suite's training tasks, then its classification task when it has one")
     parser.add_argument("--out", help="expert path stem (one task only)")
     parser.add_argument("--run-dir", help="checkpoint folder (one task only)")
     parser.add_argument("--fresh", action="store_true", help="ignore checkpoints of earlier runs")
@@ -235,16 +206,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="autocast dtype of the gradient passes (none: the model's); the shipped tiny "
                              "experts used bfloat16, the tiny preset says auto")
     args = parser.parse_args(argv)
-    preset = get_preset(args.preset)
+    preset = get_preset(args.preset, **({"backend": args.backend} if args.backend else {}))
+    suite = preset.suite_spec
+    if args.task is not None and args.task not in suite.trainable:
+        parser.error(f"argument --task: {args.task!r} is not trained on in the {suite.name} suite of preset "
+                     f"{preset.name!r}; choose one of {', '.join(suite.trainable)}")
     overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "micro_batch_size", "eval_every", "seed", "lr")
                  if getattr(args, k) is not None}
     if args.grad_dtype is not None:
         overrides["grad_dtype"] = None if args.grad_dtype == "none" else args.grad_dtype
-    tasks = [args.task]
-    if args.all:
-        tasks = list(TRAINING_TASKS[preset.suite].values()) + (["classification"] if preset.suite == "tiny" else [])
+    tasks = list(suite.trainable) if args.all else [args.task]
     if len(tasks) > 1 and (args.out or args.run_dir):
         parser.error("--out and --run-dir name one expert; use them with --task")
+    if args.rescore:  # every expert file must be there before the model loads
+        for task in tasks:
+            stem = Path(args.out) if args.out else experts_dir(preset.name) / expert_name(preset, task)
+            if not stem.with_suffix(".safetensors").exists():
+                parser.error(f"--rescore: no expert at {stem}.safetensors; train it with "
+                             f"`python -m t2lib.train --preset {preset.name} --task {task}`")
+    if args.run_dir and Path(args.run_dir).exists() and not Path(args.run_dir).is_dir():
+        parser.error(f"argument --run-dir: {args.run_dir} exists and is not a folder")
     session = Session(preset)
     if args.rescore:
         rows = []

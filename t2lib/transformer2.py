@@ -4,14 +4,8 @@
     reply = t2.answer("Tom has 3 apples and buys 4 more. How many apples does he have?")
     reply.label, reply.text, reply.first_pass_s, reply.second_pass_s
 
-Strategies (pass 1):
-- "base": no adaptation (the reference row of every table);
-- "prompt": the base model classifies the prompt with the paper's classification prompt
-  (`PromptDispatcher`); "other" is answered with the base weights (the official code reuses
-  whichever expert was loaded last);
-- "cls-expert": the same prompt read with the classification expert applied;
-- "few-shot": `adapt(task, shot_ids)` searches mixing weights α on a few labelled examples of
-  the task (`t2lib.cem`); every prompt is then answered by that mixture.
+Pass 1 is an adaptation strategy from the registry in `t2lib.strategies` ("base", "prompt",
+"cls-expert", "few-shot"; see each module there). Few-shot first needs `prepare(task, shot_ids)`.
 `evaluate` runs both passes over a task in batches and reports their times separately (the
 paper's Table 3); several strategies can share their pass-2 answers (`answers=`).
 """
@@ -24,13 +18,13 @@ from typing import Mapping, Sequence
 
 from fishfarm.task import Task
 from fishfarm.types import GenerationRequest, Prompt, SampleResult, SamplingParams
-from t2lib.cem import CEMConfig, CEMResult, CEMSearch
-from t2lib.dispatch import PromptDispatcher
+from t2lib.cem import CEMConfig
 from t2lib.experts import Expert
 from t2lib.fingerprint import fingerprint
+from t2lib.strategies import STRATEGIES, AdaptationContext, make_strategy
 from t2lib.svf import SVFModel
 
-STRATEGIES = ("base", "prompt", "cls-expert", "few-shot")
+__all__ = ["STRATEGIES", "Reply", "Transformer2", "TwoPassResult", "question_text"]
 
 
 @dataclass
@@ -49,6 +43,8 @@ class TwoPassResult:
     Args:
         labels: what pass 1 chose for each sample ("math", ..., "other", or "mixture").
         first_pass_s / second_pass_s: wall time of dispatch (or the α search) and of answering.
+        prepared: what the strategy's `prepare` found on the task (few-shot: its `CEMResult`).
+        summary: the same as plain data for results files (few-shot: "alpha", "cem").
     """
     task: str
     strategy: str
@@ -57,7 +53,8 @@ class TwoPassResult:
     labels: list[str]
     first_pass_s: float
     second_pass_s: float
-    cem: CEMResult | None = None
+    prepared: object | None = None
+    summary: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 
@@ -79,7 +76,7 @@ class Transformer2:
         backend: generates with the live model.
         experts: category -> expert ("math", "code", "reasoning"); dispatch labels without an
             expert ("other") are answered by the base model.
-        strategy: one of STRATEGIES.
+        strategy: a name in `t2lib.strategies.STRATEGIES`.
         cls_expert: the classification expert ("cls-expert" strategy).
         dispatch_mode: how the base model's reading of the classification prompt is taken
             ("prompt" strategy): "choice" or "generate" (`t2lib.dispatch`).
@@ -96,51 +93,36 @@ class Transformer2:
     def __init__(self, svf: SVFModel, backend, experts: Mapping[str, Expert], *, strategy: str = "prompt",
                  cls_expert: Expert | None = None, dispatch_mode: str = "choice", cls_dispatch_mode: str = "generate",
                  cem: CEMConfig | None = None, progress: bool = True, answers: dict | None = None):
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        if strategy == "cls-expert" and cls_expert is None:
-            raise ValueError("the cls-expert strategy needs cls_expert=Expert.load('experts/tiny/classification')")
         for expert in list(experts.values()) + ([cls_expert] if cls_expert else []):
             expert.check_compatible(svf.decomp, model_id=svf.model_id)
         self.svf, self.backend, self.experts = svf, backend, dict(experts)
-        self.strategy, self.cls_expert = strategy, cls_expert
-        self.dispatch_mode, self.cls_dispatch_mode = dispatch_mode, cls_dispatch_mode
-        self.cem = cem or CEMConfig()
+        self.context = AdaptationContext(svf, backend, self.experts, cls_expert=cls_expert,
+                                         dispatch_mode=dispatch_mode, cls_dispatch_mode=cls_dispatch_mode,
+                                         cem=cem or CEMConfig(), progress=progress)
+        self.strategy = make_strategy(strategy, self.context)
         self.progress = progress
         self.answers = {} if answers is None else answers
-        self.mixture: CEMResult | None = None
 
     # ---------------------------------------------------------------- pass 1
     def dispatch(self, questions: Sequence[str]) -> list[str]:
         """Returns pass 1's label for each question ("mixture" for few-shot, "base" for base)."""
-        if self.strategy == "base":
-            return ["base"] * len(questions)
-        if self.strategy == "few-shot":
-            if self.mixture is None:
-                raise RuntimeError("few-shot needs adapt(task, shot_ids) before answering")
-            return ["mixture"] * len(questions)
-        prompt_based = self.strategy == "prompt"
-        mode = self.dispatch_mode if prompt_based else self.cls_dispatch_mode
-        with self.svf.using(None if prompt_based else self.cls_expert):
-            return PromptDispatcher(self.backend, mode=mode).classify(list(questions))
+        return self.strategy.route(questions)
 
-    def adapt(self, task: Task, shot_ids: Sequence[str]) -> CEMResult:
-        """Few-shot pass 1: searches α on the shots of `task` and keeps the mixture."""
-        search = CEMSearch(self.svf, self.backend, list(self.experts.values()), config=self.cem,
-                           progress=self.progress)
-        self.mixture = search.search(task, shot_ids)
-        return self.mixture
+    def prepare(self, task: Task, shot_ids: Sequence[str] = ()) -> object | None:
+        """Pass 1 on the task as a whole (few-shot: searches α on the shots); returns what it found."""
+        return self.strategy.prepare(task, shot_ids)
 
     def expert_for(self, label: str) -> Expert | None:
         """Returns the expert that answers prompts labelled `label` (None: the base model)."""
-        if label == "mixture":
-            return self.mixture.expert
-        return self.experts.get(label)
+        return self.strategy.weights(label)
 
     # ---------------------------------------------------------------- pass 2
     def answer(self, prompt: str | Prompt, *, sampling: SamplingParams = SamplingParams()) -> Reply:
         """Returns the two-pass answer to one prompt (a string is one user turn)."""
-        prompt = Prompt.chat(prompt) if isinstance(prompt, str) else prompt
+        if isinstance(prompt, str):
+            if not prompt.strip():
+                raise ValueError("the prompt is empty: there is nothing to dispatch or answer; pass a question")
+            prompt = Prompt.chat(prompt)
         start = time.perf_counter()
         label = self.dispatch([question_text(prompt)])[0]
         middle = time.perf_counter()
@@ -151,17 +133,17 @@ class Transformer2:
     def evaluate(self, task: Task, sample_ids: Sequence[str], *, shot_ids: Sequence[str] = ()) -> TwoPassResult:
         """Returns the accuracy of both passes on `sample_ids` of `task`, with their times.
 
-        Few-shot searches α on `shot_ids` first (its pass 1); they must not overlap `sample_ids`.
+        A strategy that uses shots (few-shot) adapts on `shot_ids` first (its pass 1); they must
+        not overlap `sample_ids`.
         """
         ids = [str(s) for s in sample_ids]
-        if self.strategy == "few-shot":
+        if self.strategy.uses_shots:
             overlap = set(map(str, shot_ids)) & set(ids)
             if overlap:
                 raise ValueError(f"{len(overlap)} shots are also scored samples (e.g. {sorted(overlap)[0]}); "
-                                 "score few-shot on the test split minus the shots (t2lib.cem.draw_shots)")
+                                 "score few-shot on the test split minus the shots (t2lib.samples.draw_shots)")
         start = time.perf_counter()
-        if self.strategy == "few-shot":
-            self.adapt(task, shot_ids)
+        prepared = self.prepare(task, shot_ids)
         labels = self.dispatch([question_text(task.request(s).prompt) for s in ids])
         first = time.perf_counter() - start
         groups: dict[str, list[str]] = defaultdict(list)
@@ -186,6 +168,6 @@ class Transformer2:
                 second += seconds
         samples = tuple(by_id[s] for s in ids)
         accuracy = sum(s.score.correct for s in samples) / len(samples) if samples else 0.0
-        return TwoPassResult(task.name, self.strategy, accuracy, samples, labels, first, second,
-                             cem=self.mixture if self.strategy == "few-shot" else None,
+        return TwoPassResult(task.name, self.strategy.name, accuracy, samples, labels, first, second,
+                             prepared=prepared, summary=self.strategy.summary(),
                              extra={"reused_answers": reused})

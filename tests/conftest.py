@@ -78,3 +78,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def make_tiny_svf(*, seed: int = 0, batch_size: int = 8):
+    """Returns (svf, backend) over a fresh tiny Llama: the SVF wrapper (SVD not cached) and the
+    HF backend from the factory, attached to it as a `Session` does."""
+    from fishfarm.backends import make_backend
+    from t2lib.svd import decompose
+    from t2lib.svf import SVFModel
+
+    model = make_tiny_llama(seed=seed)
+    svf = SVFModel(model, decompose(model, "mlp", cache=False, progress=False), model_id="tiny")
+    backend = make_backend("hf", model, make_tiny_tokenizer(), batch_size=batch_size, progress=False)
+    svf.attach(backend)
+    return svf, backend
+
+
+@pytest.fixture
+def tiny_svf(one_torch_thread):
+    """(svf, backend) over a fresh tiny Llama, one torch thread (`make_tiny_svf`)."""
+    return make_tiny_svf()

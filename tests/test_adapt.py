@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from fishfarm.suites.tiny import TINY_SUITE
 from t2lib import adapt
 from t2lib.presets import get_preset
 
@@ -14,18 +15,18 @@ def test_missing_experts_name_the_command(tmp_path):
 
 
 def test_smoke_uses_the_shipped_tiny_experts():
-    assert get_preset("smoke").experts == "tiny" and get_preset("paper").experts == "paper"
+    assert get_preset("smoke").expert_set == "tiny" and get_preset("paper").expert_set == "paper"
 
 
 def test_write_outputs_writes_table_figures_and_json(tmp_path, monkeypatch):
     monkeypatch.setenv("T2_FIGURES_DIR", str(tmp_path))
     rows = [{"task": t, "category": c, "strategy": s, "n": 110, "accuracy": 0.5, "first_pass_s": 1.0,
              "second_pass_s": 2.0}
-            for c, t in adapt.UNSEEN["tiny"].items() for s in ("base", "prompt", "few-shot")]
+            for c, t in TINY_SUITE.unseen.items() for s in ("base", "prompt", "few-shot")]
     result = {"rows": rows,
               "confusion": {"prompt": {"math": {"math": 100, "other": 10}, "code": {"code": 110},
                                        "reasoning": {"reasoning": 90, "math": 20}}},
-              "alpha": {t: [0.2, 0.5, 0.3] for t in adapt.UNSEEN["tiny"].values()}, "cem": {}}
+              "alpha": {t: [0.2, 0.5, 0.3] for t in TINY_SUITE.unseen.values()}, "cem": {}}
     path = adapt.write_outputs(result, get_preset("tiny"), started=0.0)
     assert [r["strategy"] for r in csv.DictReader(path.open())][:3] == ["base", "prompt", "few-shot"]
     assert (tmp_path / "fig_dispatch_prompt.png").stat().st_size > 1000
@@ -55,9 +56,10 @@ def test_run_adaptation_stores_per_question_results_and_recomputes_records_witho
             return TwoPassResult(task.name, self.strategy, sum(correct) / len(ids), samples, ["math"] * len(ids),
                                  1.0, 2.0, extra={"reused_answers": 0})
 
-    experts = {c: SimpleNamespace(z={"w": torch.zeros(2)}) for c in adapt.CATEGORIES}
+    experts = {c: SimpleNamespace(z={"w": torch.zeros(2)}) for c in TINY_SUITE.categories}
     monkeypatch.setattr(adapt, "Transformer2", FakeTwoPass)
     monkeypatch.setattr(adapt, "load_experts", lambda preset, folder=None: (experts, None))
+    monkeypatch.setattr(adapt, "check_experts", lambda preset, folder=None, strategies=(): folder)
     monkeypatch.setattr(adapt, "unseen_task", lambda preset, name: SimpleNamespace(
         name=name, ids=[f"{name}-{i}" for i in range(40)]))
     session = SimpleNamespace(lm=SimpleNamespace(resolved=SimpleNamespace(path="m")), svf=None, backend=None)
@@ -72,7 +74,7 @@ def test_run_adaptation_stores_per_question_results_and_recomputes_records_witho
     assert len(calls) == 6 and second["per_question"] == first["per_question"]  # kept, not recomputed
     record = next((tmp_path / "adapt" / "smoke").glob("sub_word-prompt-*.json"))
     old = json.loads(record.read_text())
-    del old["ids"], old["correct"]  # a record written before per-question results were stored
+    del old["version"], old["ids"], old["correct"]  # a record written before per-question results were stored
     record.write_text(json.dumps(old))
     adapt.run_adaptation(preset, strategies=("base", "prompt"), session=session, progress=False)
     assert calls[6:] == [("sub_word", "prompt")]

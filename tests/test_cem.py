@@ -2,21 +2,15 @@
 import pytest
 import torch
 
-from fishfarm import HFBackend
 from fishfarm.task import Task
 from fishfarm.types import SamplingParams, Score
-from t2lib.cem import CEMConfig, CEMSearch, draw_shots, mix_experts
-from t2lib.experts import Expert
-from t2lib.svd import decompose
-from t2lib.svf import SVFModel
-from tests.conftest import make_tiny_llama, make_tiny_tokenizer
+from t2lib.cem import CEMConfig, CEMSearch, mix_experts
+from t2lib.samples import draw_shots
 
 
 @pytest.fixture
-def setup(one_torch_thread):
-    model = make_tiny_llama()
-    svf = SVFModel(model, decompose(model, "mlp", cache=False, progress=False), model_id="tiny")
-    backend = HFBackend(model, make_tiny_tokenizer(), batch_size=8, progress=False)
+def setup(tiny_svf):
+    svf, backend = tiny_svf
     experts = [svf.new_expert(name=f"e{i}", noise_std=0.3, seed=i) for i in range(3)]
     return svf, backend, experts
 

@@ -3,20 +3,17 @@ import numpy as np
 import pytest
 import torch
 
-from fishfarm import HFBackend
 from fishfarm.types import GenerationRequest, Prompt, SamplingParams
-from t2lib import explorer
+from t2lib import explorer, plots
 from t2lib.experts import Expert, ExpertMismatchError
 from t2lib.svd import decompose
 from t2lib.svf import SVFModel
-from tests.conftest import make_tiny_llama, make_tiny_tokenizer
+from tests.conftest import make_tiny_llama
 
 
 @pytest.fixture
-def setup(one_torch_thread):
-    model = make_tiny_llama()
-    svf = SVFModel(model, decompose(model, "mlp", cache=False, progress=False), model_id="tiny")
-    backend = HFBackend(model, make_tiny_tokenizer(), batch_size=4, progress=False)
+def setup(tiny_svf):
+    svf, backend = tiny_svf
     experts = {f"e{i}": svf.new_expert(name=f"e{i}", noise_std=0.3, seed=i) for i in range(2)}
     return svf, backend, experts
 
@@ -102,6 +99,30 @@ def test_widgets_redraw_and_the_mixer_answers_with_the_mixture(setup, monkeypatc
     assert svf.fingerprint_matches_base()  # the base weights are back after answering
 
 
+def test_the_answer_button_is_disabled_and_says_answering_while_the_model_works(setup, monkeypatch):
+    svf, backend, experts = setup
+    ui = explorer.ExpertExplorer(svf, backend, experts, max_new_tokens=4)
+    seen = []
+
+    def slow_answer():
+        seen.append((ui.answer_button.disabled, ui.answer_button.description, list(ui.answer_out.outputs)))
+        return {"base": "b", "mixture": "m"}
+
+    monkeypatch.setattr(ui, "answer", slow_answer)
+    ui.answer_button.click()
+    disabled, label, shown = seen[0]
+    assert disabled and label == "answering…"
+    assert any("answering" in o.get("text", "") for o in shown)
+    assert not ui.answer_button.disabled and ui.answer_button.description == "answer"  # usable again
+    text = "".join(o.get("text", "") for o in ui.answer_out.outputs)
+    assert "base model:\nb" in text and "answering" not in text
+    ui.prompt.value = "   "
+    monkeypatch.setattr(ui, "answer", explorer.ExpertExplorer.answer.__get__(ui))
+    ui.answer_button.click()  # an empty box: the error is shown and the button comes back
+    assert "the prompt box is empty" in "".join(o.get("text", "") for o in ui.answer_out.outputs)
+    assert not ui.answer_button.disabled
+
+
 def test_explorer_refuses_mixed_parameterizations(setup):
     svf, backend, experts = setup
     sig = svf.new_expert(name="s", parameterization="sigmoid")
@@ -116,7 +137,7 @@ def test_figures_are_drawn(setup):
     import matplotlib.pyplot as plt
     for fig in (explorer.plot_profiles(experts, svf.decomp, layer=0, module="mlp.down_proj", smooth=4),
                 explorer.plot_shift_grid(experts["e0"], svf.decomp, module="mlp.down_proj"),
-                explorer.plot_similarity(explorer.similarity(experts, svf.decomp), list(experts))):
+                plots.plot_similarity(explorer.similarity(experts, svf.decomp), list(experts))):
         assert fig.axes and fig.axes[0].has_data()
         plt.close(fig)
 

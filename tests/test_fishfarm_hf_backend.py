@@ -231,7 +231,7 @@ def test_token_budget_batches_long_prompts_smaller(tiny_llama, tiny_tokenizer):
 
 
 def test_token_logprobs_match_log_softmax_gather_in_value_and_gradient():
-    from fishfarm.hf_backend import token_logprobs
+    from fishfarm.backends.hf import token_logprobs
 
     g = torch.Generator().manual_seed(0)
     logits = (3 * torch.randn(7, 50, generator=g, dtype=torch.float64)).requires_grad_(True)

@@ -6,14 +6,12 @@ import json
 import pytest
 import torch
 
-from fishfarm import HFBackend
 from fishfarm.task import Task
-from fishfarm.types import LogprobRequest, Prompt, SamplingParams, Score
+from fishfarm.types import LogprobRequest, SamplingParams, Score
 from t2lib.experts import effective_scale
-from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, advantages, batch_ids
-from t2lib.svd import decompose
-from t2lib.svf import SVFModel
-from tests.conftest import make_tiny_llama, make_tiny_tokenizer
+from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, advantages
+from t2lib.samples import batch_ids
+from tests.conftest import make_tiny_svf
 
 WORDS = ["cat", "dog", "sun", "map", "pen", "cup", "hat", "box", "owl", "fig", "jam", "kit"]
 
@@ -27,10 +25,7 @@ def parity_task(name="toy", words=WORDS, always_wrong=False) -> Task:
 
 
 def build(tmp_path, *, seed=0):
-    model = make_tiny_llama(seed=seed)
-    svf = SVFModel(model, decompose(model, "mlp", cache=False, progress=False), model_id="tiny")
-    backend = HFBackend(model, make_tiny_tokenizer(), batch_size=8, progress=False)
-    return svf, backend
+    return make_tiny_svf(seed=seed)
 
 
 def trainer(tmp_path, config, *, run="run", validation=None, task=None):
@@ -241,7 +236,7 @@ def test_eager_attention_for_the_gradient_pass_gives_the_same_gradient_and_is_un
                                         ("fpu avx512f amx_bf16", "bfloat16"),
                                         ("fpu avx512f avx512bw", None)])
 def test_auto_grad_dtype_uses_bf16_only_where_the_cpu_has_it(tmp_path, monkeypatch, flags, want):
-    from t2lib import reinforce
+    from t2lib import hardware as reinforce
     info = tmp_path / "cpuinfo"
     info.write_text(f"processor : 0\nflags\t\t: {flags}\n")
     monkeypatch.setattr(reinforce, "CPUINFO", info)

@@ -3,8 +3,10 @@ import re
 import pytest
 
 from fishfarm.scoring import score_category, score_code_many
-from fishfarm.tiny import TINY_TASKS, TRAINING, UNSEEN, classification_task, tiny_task
-from fishfarm.tiny.generators import FAMILIES, SPLITS
+from fishfarm.suites.tiny import TINY_SUITE, TINY_TASKS, classification_task, tiny_task
+from fishfarm.suites.tiny.generators import FAMILIES, SPLITS
+
+TRAINING, UNSEEN = TINY_SUITE.training, TINY_SUITE.unseen
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

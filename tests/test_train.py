@@ -9,7 +9,7 @@ from t2lib.experts import Expert
 from t2lib.paths import EXPERTS_DIR
 from t2lib.presets import get_preset
 from t2lib.reinforce import read_metrics
-from t2lib.train import TRAINING_TASKS, compare_recorded, expert_name, main, write_table
+from t2lib.train import compare_recorded, expert_name, main, write_table
 
 
 @pytest.mark.integration
@@ -86,7 +86,7 @@ def test_table_merges_rows_by_expert(tmp_path, monkeypatch):
 
 def test_expert_names_follow_categories():
     tiny = get_preset("tiny")
-    assert [expert_name(tiny, t) for t in TRAINING_TASKS["tiny"].values()] == ["math", "code", "reasoning"]
+    assert [expert_name(tiny, t) for t in tiny.suite_spec.training.values()] == ["math", "code", "reasoning"]
     assert expert_name(tiny, "classification") == "classification"
 
 
@@ -101,7 +101,7 @@ def test_shipped_tiny_experts_record_their_training(category):
     path = EXPERTS_DIR / "tiny" / category
     expert = Expert.load(path)
     meta = json.loads(path.with_suffix(".json").read_text())
-    task = TRAINING_TASKS["tiny"].get(category, "classification")
+    task = get_preset("tiny").suite_spec.training.get(category, "classification")
     assert meta["config"]["task"] == task and meta["config"]["preset"] == "tiny"
     assert expert.base_variant == "gguf-q4_1" and len(expert.z) == 90
     m = meta["metrics"]
@@ -116,8 +116,8 @@ def test_shipped_tiny_experts_record_their_training(category):
 @pytest.mark.integration
 def test_shipped_math_expert_beats_the_base_model_on_held_out_problems():
     from fishfarm import HFBackend
-    from fishfarm.tiny import tiny_task
-    from t2lib.reinforce import spread_ids
+    from fishfarm.suites.tiny import tiny_task
+    from t2lib.samples import spread_ids
     from t2lib.svd import decompose
     from t2lib.svf import SVFModel
 

@@ -1,8 +1,6 @@
 """The two-pass Transformer2 object on a random-init tiny Llama."""
 import pytest
-import torch
 
-from fishfarm import HFBackend
 from fishfarm.task import Task
 from fishfarm.types import Prompt, SamplingParams, Score
 from t2lib.cem import CEMConfig
@@ -10,14 +8,12 @@ from t2lib.experts import ExpertMismatchError
 from t2lib.svd import decompose
 from t2lib.svf import SVFModel
 from t2lib.transformer2 import Transformer2, question_text
-from tests.conftest import make_tiny_llama, make_tiny_tokenizer
+from tests.conftest import make_tiny_llama
 
 
 @pytest.fixture
-def setup(one_torch_thread):
-    model = make_tiny_llama()
-    svf = SVFModel(model, decompose(model, "mlp", cache=False, progress=False), model_id="tiny")
-    backend = HFBackend(model, make_tiny_tokenizer(), batch_size=8, progress=False)
+def setup(tiny_svf):
+    svf, backend = tiny_svf
     experts = {c: svf.new_expert(name=c, noise_std=0.4, seed=i) for i, c in enumerate(["math", "code", "reasoning"])}
     records = [{"id": str(i), "q": w} for i, w in enumerate(["cat", "dog", "sun", "map", "pen", "cup"])]
     task = Task("toy", records, id_field="id", prompt=lambda r: f"Say {r['q']}",
@@ -90,7 +86,7 @@ def test_prompt_dispatch_runs_on_the_base_weights_and_cls_expert_with_its_expert
             seen.append((svf.active, self.mode))
             return ["math"] * len(questions)
 
-    monkeypatch.setattr("t2lib.transformer2.PromptDispatcher", Recorder)
+    monkeypatch.setattr("t2lib.strategies.prompt.PromptDispatcher", Recorder)
     cls = svf.new_expert(name="cls", noise_std=0.1, seed=9)
     Transformer2(svf, backend, experts, strategy="prompt", progress=False).evaluate(task, task.ids[:2])
     Transformer2(svf, backend, experts, strategy="cls-expert", cls_expert=cls, progress=False).evaluate(task, task.ids[:2])
@@ -114,9 +110,9 @@ def test_few_shot_searches_on_the_shots_and_refuses_overlap(setup):
     with pytest.raises(ValueError, match="shots are also scored"):
         t2.evaluate(task, task.ids, shot_ids=task.ids[:2])
     result = t2.evaluate(task, task.ids[2:], shot_ids=task.ids[:2])
-    assert result.cem is not None and result.cem.alpha.shape == (3,)
+    assert result.prepared is not None and result.prepared.alpha.shape == (3,)
     assert set(result.labels) == {"mixture"} and len(result.samples) == 4
-    assert [s.answer for s in result.samples] == answers_with(svf, backend, task, task.ids[2:], result.cem.expert)
+    assert [s.answer for s in result.samples] == answers_with(svf, backend, task, task.ids[2:], result.prepared.expert)
 
 
 def test_bad_arguments_are_named(setup):
@@ -129,8 +125,10 @@ def test_bad_arguments_are_named(setup):
     foreign = SVFModel(other, decompose(other, "mlp", cache=False, progress=False)).new_expert(name="foreign")
     with pytest.raises(ExpertMismatchError, match="foreign"):
         Transformer2(svf, backend, {"math": foreign})
-    with pytest.raises(RuntimeError, match="adapt"):
+    with pytest.raises(RuntimeError, match="prepare"):
         Transformer2(svf, backend, experts, strategy="few-shot").dispatch(["x"])
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        Transformer2(svf, backend, experts).answer("  ")
 
 
 def test_question_text_takes_the_user_turn():

@@ -6,7 +6,7 @@
 | code      | `fn_arith`: write f(x) for a rule on x | `fn_string`: write f(s) for a string rule|
 | reasoning | `where_person`: where is Mia? (bAbI 1) | `where_crowd`: the same, longer stories |
 
-Every task is a seeded family from `fishfarm.tiny.generators` (disjoint splits: 256 train, 48
+Every task is a seeded family from `fishfarm.suites.tiny.generators` (disjoint splits: 256 train, 48
 validation, 120 test). Unseen tasks have no train split: nothing is ever trained on them.
 Reasoning is not ARC here: SmolLM2-135M answers ARC at chance in every form tried (README, "Tasks";
 `bench/arc_probe.py`), so an expert has nothing to build on; the paper preset keeps ARC.
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from fishfarm.data.prompts import CLS_RESPONSE_PREFIX, cls_prompt
 from fishfarm.scoring import score_category, score_code, score_name, score_number
 from fishfarm.task import Task
-from fishfarm.tiny.generators import FAMILIES
+from fishfarm.suites.spec import Suite
+from fishfarm.suites.tiny.generators import FAMILIES
 from fishfarm.types import SamplingParams
 
 CATEGORIES = ("math", "code", "reasoning")
@@ -70,19 +71,20 @@ def _reasoning_prompt(r) -> str:
 PROMPTS = {"math": _math_prompt, "code": _code_prompt, "reasoning": _reasoning_prompt}
 
 
-def tiny_task(name: str, split: str = "test") -> Task:
+def tiny_task(name: str, split: str = "test", *, max_new_tokens: int | None = None) -> Task:
     """Returns one task of the tiny suite on one split.
 
     Args:
         name: a key of `TINY_TASKS`.
         split: "train" | "validation" | "test" (unseen tasks have no train split).
+        max_new_tokens: answer budget (default: the task's own, `TinyTaskSpec.max_new_tokens`).
     """
     if name not in TINY_TASKS:
         raise KeyError(f"unknown tiny task {name!r}; choose one of {', '.join(TINY_TASKS)}")
     spec = TINY_TASKS[name]
     if spec.role == "unseen" and split == "train":
         raise ValueError(f"{name} is an unseen task: it has no train split (use validation or test)")
-    sampling = SamplingParams(max_new_tokens=spec.max_new_tokens)
+    sampling = SamplingParams(max_new_tokens=max_new_tokens or spec.max_new_tokens)
     records = FAMILIES[name](split)
     if spec.category == "reasoning":
         return Task(name, records, id_field="id", prompt=_reasoning_prompt, sampling=sampling,
@@ -97,7 +99,7 @@ def tiny_task(name: str, split: str = "test") -> Task:
 CLS_SIZES = {"test": 40, "validation": 16}  # per category; train gets the rest
 
 
-def classification_task(split: str = "test") -> Task:
+def classification_task(split: str = "test", *, max_new_tokens: int = 8) -> Task:
     """Returns the classification task: which category does a training-task prompt belong to?
 
     Built from the train splits of the three training tasks only; each category's prompts are
@@ -117,4 +119,13 @@ def classification_task(split: str = "test") -> Task:
         records += [{"id": f"cls-{sid}", "question": text, "category": category} for sid, text in cut]
     return Task("classification", records, id_field="id", prompt=lambda r: cls_prompt(r["question"]),
                 scorer=lambda a, r: score_category(CLS_RESPONSE_PREFIX + a, r["category"]),
-                sampling=SamplingParams(max_new_tokens=8))  # the answer is primed up to "\boxed{"
+                sampling=SamplingParams(max_new_tokens=max_new_tokens))  # the answer is primed up to "\boxed{"
+
+
+def _build(name: str, split: str, max_new_tokens: int | None) -> Task:
+    if name == "classification":
+        return classification_task(split, max_new_tokens=max_new_tokens or 8)
+    return tiny_task(name, split, max_new_tokens=max_new_tokens)
+
+
+TINY_SUITE = Suite("tiny", CATEGORIES, TRAINING, UNSEEN, "classification", _build)

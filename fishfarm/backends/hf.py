@@ -1,13 +1,14 @@
 """The reference backend: batched generation and log-probabilities with HF transformers.
 
 `HFBackend` keeps a reference to the live model and never copies its weights, so an expert
-applied to the model in place (t2lib) changes the next answers with no reload.
+applied to the model in place (t2lib) changes the next answers with no reload: its
+`sync_weights` has nothing to do.
 """
 from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -55,7 +56,7 @@ def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
 
 
 class HFBackend:
-    """Generates and scores with a live HF causal LM (the `fishfarm.backend.Backend` protocol).
+    """Generates and scores with a live HF causal LM (the `fishfarm.backends.Backend` protocol).
 
     Args:
         model: a causal LM; kept by reference (its current weights are always used).
@@ -88,6 +89,17 @@ class HFBackend:
         self.max_batch_tokens = max_batch_tokens
         self.progress = progress
         self.min_shared_prefix = min_shared_prefix
+
+    name = "hf"
+    shares_weights = True  # the model's own tensors: an expert written into them is seen at once
+
+    @classmethod
+    def available(cls) -> str | None:
+        """Returns None: HF transformers runs wherever the kit does (CPU or GPU)."""
+        return None
+
+    def sync_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Does nothing: the backend reads the live tensors that were just written."""
 
     @property
     def device(self) -> torch.device:

@@ -1,4 +1,4 @@
-"""The paper's six tasks as `Task`s: official prompts (`fishfarm.data.prompts`) and our scorers.
+"""The paper suite: its six tasks as `Task`s, with official prompts (`fishfarm.data.prompts`) and our scorers.
 
     task = paper_task("gsm8k", "test")
     result = task.evaluate(backend, sample_ids=task.ids[:24])
@@ -12,13 +12,16 @@ from __future__ import annotations
 from fishfarm.data import CodeProblem, load, task_prompt
 from fishfarm.data.prompts import OFFICIAL_STOP, code_prompt_text
 from fishfarm.scoring import score_choice, score_code, score_math, score_number
+from fishfarm.suites.spec import Suite
 from fishfarm.task import Task
 from fishfarm.types import Prompt, SamplingParams
 
 PAPER_MAX_NEW_TOKENS = {"gsm8k": 512, "mbpp": 512, "arc_easy": 512, "math": 1024, "humaneval": 512,
                         "arc_challenge": 512}
-CATEGORY = {"gsm8k": "math", "math": "math", "mbpp": "code", "humaneval": "code",
-            "arc_easy": "reasoning", "arc_challenge": "reasoning"}
+# Paper Table 1 trains on GSM8K, MBPP(+) and ARC-Easy; Table 2 adapts to MATH, HumanEval, ARC-Challenge.
+TRAINING = {"math": "gsm8k", "code": "mbpp", "reasoning": "arc_easy"}
+UNSEEN = {"math": "math", "code": "humaneval", "reasoning": "arc_challenge"}
+CATEGORY = {name: category for mapping in (TRAINING, UNSEEN) for category, name in mapping.items()}
 
 
 def _prompt(name: str):
@@ -64,3 +67,7 @@ def paper_task(name: str, split: str = "test", *, source: str = "auto", max_new_
                 sampling=sampling, score_workers=4 if CATEGORY[name] == "code" else 1)
     task.source, task.notes = dataset.source, dataset.notes
     return task
+
+
+PAPER_SUITE = Suite("paper", ("math", "code", "reasoning"), TRAINING, UNSEEN, None,
+                    lambda name, split, budget: paper_task(name, split, max_new_tokens=budget), paper_scale=True)

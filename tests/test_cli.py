@@ -1,0 +1,57 @@
+"""Command lines refuse bad input with a usage error before loading a model or writing a file."""
+import pytest
+
+from t2lib import adapt, baseline, figures, notebooks, train
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Any attempt to load the model fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+    monkeypatch.setattr(train, "Session", refuse)
+    monkeypatch.setattr("t2lib.session.Session", refuse)
+    monkeypatch.setattr("t2lib.presets.Preset.load_model", refuse)
+
+
+@pytest.mark.parametrize("main", [train.main, adapt.main, baseline.main, figures.main, notebooks.main],
+                         ids=["train", "adapt", "baseline", "figures", "notebooks"])
+def test_an_unknown_preset_gets_the_usage_line_and_the_choices(main, no_model, capsys):
+    extra = ["--all"] if main is train.main else []
+    with pytest.raises(SystemExit) as stop:
+        main(["--preset", "nope", *extra])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "usage:" in err
+    assert "invalid choice: 'nope'" in err and "smoke" in err and "tiny" in err and "paper" in err
+
+
+def test_train_names_the_suite_tasks_for_an_unknown_task(no_model, capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--preset", "tiny", "--task", "nope"])
+    err = capsys.readouterr().err
+    assert "'nope' is not trained on in the tiny suite" in err and "add_word, fn_arith, where_person, classification" in err
+
+
+def test_rescore_names_a_missing_expert_file_and_the_command(no_model, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--preset", "tiny", "--task", "add_word", "--rescore", "--out", str(tmp_path / "none")])
+    assert "t2lib.train --preset tiny --task add_word" in capsys.readouterr().err
+
+
+def test_adapt_checks_the_expert_set_before_loading_the_model(no_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("T2_FIGURES_DIR", str(tmp_path / "figures"))
+    monkeypatch.setattr(adapt, "experts_dir", lambda name: tmp_path / "experts" / name)
+    with pytest.raises(SystemExit):
+        adapt.main(["--preset", "tiny"])
+    assert "no math, code, reasoning expert in" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        adapt.main(["--preset", "tiny", "--backend", "nope"])
+    assert not (tmp_path / "figures").exists()
+
+
+def test_the_notebook_runner_writes_nothing_for_bad_arguments(no_model, tmp_path, capsys):
+    for args in (["--preset", "nope"], ["--only", "99"]):
+        with pytest.raises(SystemExit):
+            notebooks.main([*args, "--out", str(tmp_path / "out")])
+    assert "no notebooks match 99" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
