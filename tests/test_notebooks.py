@@ -22,6 +22,7 @@ def test_the_notebooks_are_numbered_00_to_07_in_order():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_stored_without_outputs_and_with_four_parts(path):
     nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)  # every cell has its id, the schema holds
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, f"{path.name}: strip outputs"
@@ -42,6 +43,11 @@ def check_quickstart(r):
     for a in answers:
         assert a["label"] in LABELS and isinstance(a["correct"], bool)
         assert a["first_pass_s"] >= 0 and a["second_pass_s"] > 0
+    measured = r["measured"]  # the committed Table 2, with its intervals, shown before any single answer
+    assert {m["method"] for m in measured} >= {"base", "prompt"}
+    for m in measured:
+        assert 0 <= m["low"] <= m["accuracy"] <= m["high"] <= 100
+        assert m["gain"] is None or m["gain_low"] <= m["gain"] <= m["gain_high"]
 
 
 def check_svd_inspection(r):
