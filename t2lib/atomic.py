@@ -2,6 +2,8 @@
 
 Every file a user cares about (experts, SVD caches, results) goes through here: write to a
 temporary file in the same folder, flush it to disk, then `os.replace` it over the target.
+The file ends with the mode a plain `open(path, "w")` would give it (0666 minus the umask: 0644
+under the usual 022), not the 0600 of a temporary file: results and experts are meant to be shared.
 """
 from __future__ import annotations
 
@@ -26,18 +28,32 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; results are meant to be shared
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # After the writer, not before: some write their own 0600 file (safetensors' save_file does).
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def current_umask() -> int:
+    """Returns the process umask without changing it where the OS allows (Linux /proc); elsewhere
+    it is set and put back at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

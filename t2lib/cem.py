@@ -63,6 +63,9 @@ class CEMConfig:
             raise ValueError("CEMConfig needs population >= 2, iterations >= 1 and shots >= 1")
         if not 0 < self.elite_ratio <= 1:
             raise ValueError(f"CEMConfig.elite_ratio must be in (0, 1], got {self.elite_ratio}")
+        low, high = self.bounds
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"CEMConfig.bounds must be two finite numbers, low < high; got {self.bounds}")
 
     @property
     def num_elites(self) -> int:
@@ -91,7 +94,10 @@ class CEMResult:
 
 
 def mix_experts(experts: Sequence[Expert], alpha: torch.Tensor, *, name: str = "few-shot") -> Expert:
-    """Returns the mixture of `experts` with weights `alpha` (module docstring for the two forms)."""
+    """Returns the mixture of `experts` with weights `alpha` (module docstring for the two forms).
+    `mix` checks the experts and α (shape, finite) and names what does not fit."""
+    if not experts:
+        raise ValueError("mix_experts needs at least one expert")
     first = experts[0]
     if first.parameterization != "direct":
         return mix(experts, alpha, name=name)

@@ -2,8 +2,13 @@
 
 An expert file pair is `<path>.safetensors` (one z per target matrix) and `<path>.json`
 (base model id and weights fingerprint, targets and sizes, parameterization, training config,
-metrics). The identity fields are also stored in the safetensors header, so a JSON that does not
-belong to its tensors is caught on load.
+metrics, and the sha256 of the tensors). The identity fields and the digest are also stored in
+the safetensors header, so a JSON that does not belong to its tensors is caught on load, and so is
+a damaged or edited tensor file. Loading checks everything before returning (see `Expert.load`);
+any failure is an `ExpertFileError` that names the file, what is wrong and how to get a good copy.
+
+The same expert gives the same bytes in any process: the safetensors header is written with
+sorted keys (safetensors itself writes its metadata in hash order), the JSON in a fixed order.
 
 Parameterizations (how z turns into the scale applied to the singular values σ):
 - "direct": scale = z, as written in the paper (W' = U diag(σ ⊙ z) Vᵀ); z = 1 is the base model.
@@ -12,24 +17,39 @@ Parameterizations (how z turns into the scale applied to the singular values σ)
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import safetensors.torch
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from t2lib.atomic import atomic_path, atomic_write_json
-from t2lib.svd import Decomposition, parse_target
+from t2lib.svd import Decomposition, module_types, parse_target
 
 PARAMETERIZATIONS = ("direct", "sigmoid")
-FORMAT_VERSION = 1
+# 2: the tensors' sha256 in the JSON and the header, "partial", sorted header. 1 (no digest) still loads.
+FORMAT_VERSION = 2
+REQUIRED_FIELDS = ("base_model", "base_fingerprint", "parameterization", "targets")
 
 
 class ExpertMismatchError(ValueError):
     """Raised when an expert is applied to, or mixed with, something it was not trained for."""
+
+
+class ExpertFileError(ValueError):
+    """Raised when an expert file is missing, damaged, or disagrees with its JSON.
+
+    The message names the file, what is wrong, and the fix (restore the file or retrain it).
+    """
+
+
+class ExpertFileMissingError(ExpertFileError, FileNotFoundError):
+    """Raised when one file of an expert's .safetensors + .json pair does not exist."""
 
 
 def effective_scale(z: torch.Tensor, sigma: torch.Tensor, parameterization: str) -> torch.Tensor:
@@ -122,43 +142,63 @@ class Expert:
                 "of the same shape, e.g. the hub's copy versus the offline GGUF one. Load the base "
                 "model the expert was trained on, or retrain the expert on this one.")
 
+    def stored_tensors(self) -> dict[str, torch.Tensor]:
+        """Returns z as it is written to disk: fp32, on the CPU, contiguous, in target order."""
+        return {n: v.detach().float().cpu().contiguous() for n, v in self.z.items()}
+
     def metadata(self) -> dict:
-        """Returns the JSON-serialisable description stored beside the tensors."""
+        """Returns the JSON-serialisable description stored beside the tensors.
+
+        "partial" is True when the targets do not cover every layer × module type they name (an
+        expert on a subset of the target matrices); a file whose targets leave such gaps loads
+        only when its JSON says "partial": true, so a target list cut short is caught.
+        """
         return {"format_version": FORMAT_VERSION, "name": self.name, "base_model": self.base_model,
                 "base_variant": self.base_variant, "base_fingerprint": self.base_fingerprint,
                 "parameterization": self.parameterization,
                 "targets": {n: v.numel() for n, v in self.z.items()}, "num_params": self.num_params,
+                "partial": bool(_grid_gaps(self.z)), "tensors_sha256": tensors_digest(self.stored_tensors()),
                 "config": self.config, "metrics": self.metrics}
 
     def save(self, path: str | Path) -> Path:
-        """Writes `<path>.safetensors` and `<path>.json` atomically; returns the safetensors path."""
+        """Writes `<path>.safetensors` and `<path>.json` atomically; returns the safetensors path.
+
+        The same expert gives byte-identical files in any process; the files get the mode the
+        user's umask allows (0644 under the usual 022), as experts are meant to be shared.
+        """
+        if not self.z:
+            raise ValueError(f"expert '{self.name}' has no z vectors to save")
         stem = _stem(path)
         meta = self.metadata()
-        header = {k: str(meta[k]) for k in ("name", "base_model", "base_fingerprint", "parameterization")}
+        header = {k: str(meta[k]) for k in ("format_version", "name", "base_model", "base_fingerprint",
+                                             "parameterization", "tensors_sha256")}
+        blob = _sorted_header(safetensors.torch.save(self.stored_tensors(), metadata=header))
         with atomic_path(_with(stem, ".safetensors")) as tmp:
-            save_file({n: v.detach().float().cpu().contiguous() for n, v in self.z.items()}, str(tmp),
-                      metadata=header)
+            tmp.write_bytes(blob)
         atomic_write_json(_with(stem, ".json"), meta)
         return _with(stem, ".safetensors")
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device = "cpu") -> "Expert":
-        """Reads an expert written by `save` (give the .safetensors, the .json, or the stem)."""
+        """Reads and verifies an expert written by `save` (give the .safetensors, the .json, or the stem).
+
+        Checks, before returning: both files exist and parse; the JSON has the fields an expert
+        needs; the JSON and the safetensors header name the same base weights, parameterization
+        and digest; the tensors are exactly the JSON's targets with its sizes (1-D fp32, finite);
+        their sha256 matches the recorded one; a target set with gaps is declared "partial".
+        A file from before digests (format 1) loads with a warning saying how to re-save it.
+
+        Raises:
+            ExpertFileError: naming the file, the problem and the fix (ExpertFileMissingError,
+                also a FileNotFoundError, when a file of the pair does not exist).
+        """
         stem = _stem(path)
         tensors_path, meta_path = _with(stem, ".safetensors"), _with(stem, ".json")
-        for p in (tensors_path, meta_path):
-            if not p.exists():
-                raise FileNotFoundError(f"expert file {p} is missing; an expert is a .safetensors + .json pair")
-        meta = json.loads(meta_path.read_text())
-        with safe_open(str(tensors_path), framework="pt", device=str(device)) as f:
-            header = f.metadata() or {}
-            z = {n: f.get_tensor(n) for n in f.keys()}
-        for key in ("base_fingerprint", "parameterization"):
-            if header.get(key) != str(meta.get(key)):
-                raise ExpertMismatchError(f"{meta_path} says {key}={meta.get(key)!r} but {tensors_path} "
-                                          f"says {header.get(key)!r}: the pair does not belong together")
+        meta = _read_meta(meta_path, tensors_path)
+        header, z = _read_tensors(tensors_path, meta)
+        _check_agreement(meta, header, z, meta_path=meta_path, tensors_path=tensors_path)
         order = list(meta["targets"])
-        return cls({n: z[n] for n in order}, meta["base_model"], meta["base_fingerprint"],
+        return cls({n: z[n].to(device) for n in order}, meta["base_model"], meta["base_fingerprint"],
                    meta["parameterization"], meta.get("name", ""), meta.get("base_variant", ""),
                    meta.get("config", {}), meta.get("metrics", {}))
 
@@ -179,26 +219,22 @@ def mix(experts: Sequence[Expert], alpha: torch.Tensor | Sequence[float], *, nam
     """Returns the expert z' = Σ_k α_k z_k (paper §3.2, few-shot adaptation).
 
     Args:
-        experts: K experts trained on the same base model, with the same targets and parameterization.
+        experts: K experts trained on the same base model, with the same targets, the same number
+            of singular values per target, and the same parameterization.
         alpha: mixing weights, shape [K] (one per expert) or [K, L] (one per expert per layer,
-            as in the official code); L is the number of layers.
+            as in the official code); L is the number of layers. Any finite numbers: weights
+            outside [0, 1] extrapolate, which is allowed (CEM keeps its own bounds).
+
+    Raises:
+        ExpertMismatchError: the experts differ in base weights, parameterization, targets or sizes.
+        ValueError: no experts, non-finite z, or α of the wrong shape or not finite.
     """
     if not experts:
         raise ValueError("mix needs at least one expert")
+    _check_mixable(experts)
     first = experts[0]
-    for e in experts[1:]:
-        if e.base_fingerprint != first.base_fingerprint:
-            raise ExpertMismatchError(f"cannot mix expert '{e.name}' with '{first.name}': different base weights")
-        if e.parameterization != first.parameterization:
-            raise ExpertMismatchError(f"cannot mix expert '{e.name}' ({e.parameterization}) with "
-                                      f"'{first.name}' ({first.parameterization})")
-        if list(e.z) != list(first.z):
-            raise ExpertMismatchError(f"cannot mix expert '{e.name}' with '{first.name}': different targets")
-    alpha = torch.as_tensor(alpha, dtype=torch.float32)
     num_layers = max(_layers(first.z)) + 1
-    if alpha.shape not in ((len(experts),), (len(experts), num_layers)):
-        raise ValueError(f"alpha has shape {tuple(alpha.shape)}; expected ({len(experts)},) or "
-                         f"({len(experts)}, {num_layers}) for {len(experts)} experts over {num_layers} layers")
+    alpha = _check_alpha(alpha, experts, num_layers)
     z = {}
     for target in first.z:
         layer, _ = parse_target(target)
@@ -207,6 +243,223 @@ def mix(experts: Sequence[Expert], alpha: torch.Tensor | Sequence[float], *, nam
     return Expert(z, first.base_model, first.base_fingerprint, first.parameterization, name,
                   first.base_variant, config={"mixed_from": [e.name for e in experts],
                                               "alpha": alpha.tolist()})
+
+
+def _check_mixable(experts: Sequence[Expert]) -> None:
+    """Raises unless the experts can be mixed target by target, entry by entry."""
+    first = experts[0]
+    for k, e in enumerate(experts):
+        if not isinstance(e, Expert):
+            raise TypeError(f"mix takes Expert objects; item {k} is a {type(e).__name__}")
+        if not e.z:
+            raise ValueError(f"expert '{e.name}' has no z vectors to mix")
+        if e.base_fingerprint != first.base_fingerprint:
+            raise ExpertMismatchError(f"cannot mix expert '{e.name}' with '{first.name}': different base weights")
+        if e.parameterization != first.parameterization:
+            raise ExpertMismatchError(f"cannot mix expert '{e.name}' ({e.parameterization}) with "
+                                      f"'{first.name}' ({first.parameterization})")
+        if set(e.z) != set(first.z):
+            missing = [n for n in first.z if n not in e.z]
+            extra = [n for n in e.z if n not in first.z]
+            what = "; ".join(f"'{e.name}' {label} {len(names)}, e.g. {names[0]}" for names, label in
+                             ((missing, "lacks"), (extra, "has another")) if names)
+            raise ExpertMismatchError(f"cannot mix expert '{e.name}' with '{first.name}': different targets "
+                                      f"({what}); t2lib.explorer.complete(expert, decomp) gives each "
+                                      "a z for every target of the decomposition")
+        for target, v in e.z.items():
+            size = first.z[target].numel()
+            if v.dim() != 1:
+                raise ExpertMismatchError(f"expert '{e.name}' has a z of shape {tuple(v.shape)} for {target}; "
+                                          "a z is one vector per target matrix")
+            if v.numel() != size:
+                raise ExpertMismatchError(f"cannot mix expert '{e.name}' with '{first.name}': {target} has "
+                                          f"{v.numel()} entries in '{e.name}' and {size} in '{first.name}' "
+                                          "(one per singular value); they were made for different models")
+            if not torch.isfinite(v).all():
+                raise ValueError(f"expert '{e.name}' has NaN or inf in its z for {target}; retrain it or "
+                                 "load it again from its file")
+
+
+def _check_alpha(alpha, experts: Sequence[Expert], num_layers: int) -> torch.Tensor:
+    """Returns α as an fp32 tensor of shape [K] or [K, L]; raises ValueError on anything else."""
+    k = len(experts)
+    expected = f"({k},) or ({k}, {num_layers}) for {k} experts over {num_layers} layers"
+    try:
+        alpha = torch.as_tensor(alpha, dtype=torch.float32).detach()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"alpha must be numbers of shape {expected}; got {alpha!r} ({e})") from None
+    if alpha.shape not in ((k,), (k, num_layers)):
+        raise ValueError(f"alpha has shape {tuple(alpha.shape)}; expected {expected}")
+    bad = (~torch.isfinite(alpha)).nonzero()
+    if len(bad):
+        index = bad[0].tolist()
+        where = f" at layer {index[1]}" if len(index) > 1 else ""
+        raise ValueError(f"alpha for expert '{experts[index[0]].name}'{where} is {alpha[tuple(index)].item()}: "
+                         "mixing weights must be finite numbers")
+    return alpha
+
+
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """Returns the sha256 (hex) of named tensors: for each name in sorted order, its name, dtype,
+    shape and little-endian bytes. It depends on the values only, not on how a file lays them out."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype).removeprefix("torch."), list(t.shape)]).encode() + b"\n")
+        array = t.numpy()
+        h.update(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+    return h.hexdigest()
+
+
+def _sorted_header(blob: bytes) -> bytes:
+    """Returns safetensors bytes with the header's keys sorted (the tensor data is already laid
+    out in a fixed order; the metadata is written in hash order, different in each process)."""
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors pads its header to 8 bytes with spaces
+    return struct.pack("<Q", len(text)) + text + blob[8 + n:]
+
+
+def _fix(meta: Mapping | None, stem: Path) -> str:
+    """Returns how to get a good copy of the expert at `stem` (with the retrain command its JSON
+    config gives, when it gives one)."""
+    return f"Fix: {_remedy(meta, stem)}."
+
+
+def _remedy(meta: Mapping | None, stem: Path) -> str:
+    config = meta.get("config") if isinstance(meta, Mapping) else None
+    restore = ("restore both files from where they came from (`git checkout -- experts/` for the "
+               "experts shipped with the kit, or download them again)")
+    if isinstance(config, Mapping) and config.get("preset") and config.get("task"):
+        command = f"python -m t2lib.train --preset {config['preset']} --task {config['task']} --out {stem}"
+    else:
+        command = f"python -m t2lib.train --preset <preset> --task <task> --out {stem}"
+    return f"{restore}, or retrain it with `{command}`"
+
+
+def _read_meta(meta_path: Path, tensors_path: Path) -> dict:
+    """Returns the expert JSON after checking both files exist and the JSON has what load needs."""
+    stem = _stem(meta_path)
+    missing = [p for p in (tensors_path, meta_path) if not p.exists()]
+    if missing:
+        other = tensors_path if missing == [meta_path] else meta_path
+        meta = _try_json(other) if other.exists() else None
+        raise ExpertFileMissingError(f"expert file {missing[0]} is missing; an expert is a .safetensors + "
+                                     f".json pair. {_fix(meta, stem)}")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExpertFileError(f"expert file {meta_path} is not valid JSON ({e}). {_fix(None, stem)}") from None
+    if not isinstance(meta, dict):
+        raise ExpertFileError(f"expert file {meta_path} holds a {type(meta).__name__}, not the expert's "
+                              f"description (a JSON object). {_fix(None, stem)}")
+    absent = [k for k in REQUIRED_FIELDS if k not in meta]
+    if absent:
+        raise ExpertFileError(f"expert file {meta_path} lacks {', '.join(repr(k) for k in absent)}; an "
+                              f"expert's JSON records {', '.join(REQUIRED_FIELDS)}. {_fix(meta, stem)}")
+    targets = meta["targets"]
+    if not (isinstance(targets, dict) and targets
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in targets.values())):
+        raise ExpertFileError(f"expert file {meta_path} has 'targets' that are not a non-empty map of target "
+                              f"name -> number of singular values. {_fix(meta, stem)}")
+    if meta["parameterization"] not in PARAMETERIZATIONS:
+        raise ExpertFileError(f"expert file {meta_path} has parameterization {meta['parameterization']!r}; "
+                              f"the kit knows {PARAMETERIZATIONS}. {_fix(meta, stem)}")
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ExpertFileError(f"expert file {meta_path} has format_version {version!r}; this kit reads "
+                              f"versions up to {FORMAT_VERSION}. Fix: update the kit (git pull), or "
+                              f"{_remedy(meta, stem)}.")
+    return meta
+
+
+def _try_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _read_tensors(tensors_path: Path, meta: dict) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Returns (safetensors header metadata, tensors on the CPU); any read failure is an ExpertFileError."""
+    fix = _fix(meta, _stem(tensors_path))
+    blob = tensors_path.read_bytes()
+    if not blob:
+        raise ExpertFileError(f"expert file {tensors_path} is empty (0 bytes). {fix}")
+    try:
+        (n,) = struct.unpack("<Q", blob[:8])
+        header = json.loads(blob[8:8 + n]).get("__metadata__") or {}
+        tensors = safetensors.torch.load(blob)
+    except Exception as e:  # SafetensorError, struct.error, JSONDecodeError...: all mean the same to a user
+        raise ExpertFileError(f"expert file {tensors_path} ({len(blob)} bytes) is not a readable safetensors "
+                              f"file: it was cut short, emptied or overwritten ({type(e).__name__}: {e}). "
+                              f"{fix}") from None
+    return header, tensors
+
+
+def _check_agreement(meta: dict, header: Mapping[str, str], z: Mapping[str, torch.Tensor], *,
+                     meta_path: Path, tensors_path: Path) -> None:
+    """Raises ExpertFileError unless the JSON, the safetensors header and the tensors agree."""
+    fix = _fix(meta, _stem(meta_path))
+    for key in ("base_fingerprint", "parameterization"):
+        if header.get(key) != str(meta.get(key)):
+            raise ExpertFileError(f"{meta_path} says {key}={meta.get(key)!r} but {tensors_path} says "
+                                  f"{header.get(key)!r}: the pair does not belong together. {fix}")
+    recorded = meta.get("tensors_sha256")
+    if header.get("tensors_sha256") != recorded:
+        raise ExpertFileError(f"{meta_path} records tensors_sha256={recorded!r} but {tensors_path} says "
+                              f"{header.get('tensors_sha256')!r}: the pair does not belong together. {fix}")
+    targets = meta["targets"]
+    missing = [n for n in targets if n not in z]
+    extra = [n for n in z if n not in targets]
+    if missing or extra:
+        detail = "; ".join(f"{len(names)} {label}, e.g. {names[0]}" for names, label in
+                           ((missing, "listed in the JSON are not in the tensors"),
+                            (extra, "tensors are not listed in the JSON")) if names)
+        raise ExpertFileError(f"{meta_path} lists {len(targets)} targets and {tensors_path} holds "
+                              f"{len(z)} tensors that differ ({detail}): the JSON and the tensors must "
+                              f"name the same target matrices. {fix}")
+    for name, size in targets.items():
+        t = z[name]
+        if t.dtype != torch.float32 or t.dim() != 1 or t.numel() != size:
+            raise ExpertFileError(f"{tensors_path} holds a {str(t.dtype).removeprefix('torch.')} tensor of shape "
+                                  f"{tuple(t.shape)} for {name}; {meta_path} says {size} singular values "
+                                  f"(a 1-D float32 z). {fix}")
+    if "num_params" in meta and meta["num_params"] != sum(targets.values()):
+        raise ExpertFileError(f"{meta_path} says num_params={meta['num_params']} but its targets add up to "
+                              f"{sum(targets.values())}. {fix}")
+    try:
+        gaps = _grid_gaps(targets)
+    except ValueError as e:
+        raise ExpertFileError(f"{meta_path} lists a target that is not a decoder-layer matrix ({e}). "
+                              f"{fix}") from None
+    if gaps and meta.get("partial") is not True:
+        raise ExpertFileError(f"{meta_path} lists {len(targets)} targets that leave out {len(gaps)} of the "
+                              f"layer × module slots they span (e.g. {gaps[0]}), and does not say "
+                              f"\"partial\": true. An expert on a subset of the target matrices must say so; "
+                              f"otherwise its target list was cut short. {fix}")
+    if recorded is None:
+        warnings.warn(f"expert {tensors_path} has no tensors_sha256 (written before format 2), so damage to "
+                      f"its tensors cannot be detected; re-save it once with `Expert.load(p).save(p)`",
+                      UserWarning, stacklevel=3)
+    elif tensors_digest(z) != recorded:
+        raise ExpertFileError(f"expert file {tensors_path} is damaged: its tensors do not match the sha256 "
+                              f"recorded in {meta_path} (the file was overwritten, cut short or edited). {fix}")
+    bad = next((n for n, t in z.items() if not torch.isfinite(t).all()), None)
+    if bad:
+        raise ExpertFileError(f"{tensors_path} has NaN or inf in its z for {bad}. {fix}")
+
+
+def _grid_gaps(names) -> list[str]:
+    """Returns the (layer, module) slots within the layers and module types of `names` that
+    `names` leaves out (none for an expert on every target matrix of a model)."""
+    present = {parse_target(n) for n in names}
+    if not present:
+        return []
+    modules = module_types(names)
+    return [f"layer {layer} {m}" for layer in range(max(l for l, _ in present) + 1) for m in modules
+            if (layer, m) not in present]
 
 
 def _layers(names: Mapping[str, object]) -> list[int]:

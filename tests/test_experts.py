@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_llama
-from t2lib.experts import Expert, ExpertMismatchError, mix
+from t2lib.experts import Expert, ExpertFileError, ExpertMismatchError, mix
 from t2lib.svd import decompose
 from t2lib.svf import SVFModel
 
@@ -45,7 +45,7 @@ def test_mismatched_pair_is_detected(tiny_llama, tmp_path):
     meta = json.loads((tmp_path / "a.json").read_text())
     meta["base_fingerprint"] = "0" * 24
     (tmp_path / "a.json").write_text(json.dumps(meta))
-    with pytest.raises(ExpertMismatchError, match="does not belong together"):
+    with pytest.raises(ExpertFileError, match="does not belong together"):
         Expert.load(tmp_path / "a")
     with pytest.raises(FileNotFoundError, match=r"\.safetensors \+ \.json pair"):
         Expert.load(tmp_path / "missing")
