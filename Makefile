@@ -11,10 +11,11 @@ STAMP  := $(VENV)/.installed
 TORCH_INDEX ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv reproduce test lab notebooks figures baseline experts adapt clean-venv help
+.PHONY: venv reproduce plan test lab notebooks figures baseline experts adapt clean-venv help
 
 help:
-	@echo "make reproduce   run every notebook in order on PRESET=$(PRESET), writing figures/"
+	@echo "make reproduce   check PRESET=$(PRESET)'s needs, train the experts it lacks, run every notebook in order"
+	@echo "make plan        the steps of make reproduce PRESET=$(PRESET) and their expected time (runs nothing)"
 	@echo "make test        unit, integration and notebook tests"
 	@echo "make figures     redraw the figures of PRESET=$(PRESET) from its written results, and the paper tables (no model, seconds)"
 	@echo "make baseline    base model accuracy on every task of PRESET=$(PRESET) (figures/baseline_*.csv)"
@@ -35,9 +36,12 @@ $(STAMP): requirements/cpu.txt requirements/offline.txt pyproject.toml
 venv: $(STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/python -m t2lib.notebooks --preset $(PRESET) --out $(OUT)
+	$(BIN)/python -m t2lib.reproduce --preset $(PRESET) --out $(OUT)
 
 notebooks: reproduce
+
+plan: $(STAMP)
+	$(BIN)/python -m t2lib.reproduce --preset $(PRESET) --plan
 
 figures: $(STAMP)
 	$(BIN)/python -m t2lib.figures --preset $(PRESET)

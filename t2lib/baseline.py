@@ -72,7 +72,7 @@ def suite_tasks(preset: Preset) -> list[tuple[dict, object]]:
         for name in (task for c in suite.categories for task in (suite.training[c], suite.unseen[c])):
             out.append(({"suite": suite.name, "task": name, "category": suite.category(name), "role": suite.role(name)},
                         _task_eval(lambda n=name, s=suite.name: preset.task(n, "test", suite=s), limit, spread=spread)))
-        if suite.classification:
+        if suite.classification and suite is preset.suite_spec:  # dispatch is read on the preset's own suite
             make = (lambda s=suite: preset.task(s.classification, "test", suite=s.name))
             meta = {"suite": suite.name, "category": "dispatch", "role": "dispatch"}
             # The paper's reading (generate, parse \boxed{}) on a 48-question sample: SmolLM2 rarely

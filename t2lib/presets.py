@@ -1,4 +1,4 @@
-"""Presets: one typed configuration per scale (smoke, tiny, paper). See the README's preset table."""
+"""Presets: one typed configuration per scale (smoke, tiny, rehearsal, paper). See the README's preset table."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -16,7 +16,7 @@ class Preset:
     """Settings shared by every notebook for one scale.
 
     Args:
-        name: "smoke" | "tiny" | "paper".
+        name: "smoke" | "tiny" | "rehearsal" | "paper".
         model: base model hub id or local folder.
         model_source: where its weights come from (`t2lib.models.resolve_model`). The CPU presets
             pin "offline" (the packaged Q4_1 weights), so that the shipped experts, which are tied
@@ -38,6 +38,8 @@ class Preset:
         expert_set: which expert set (folder under experts/) adaptation, the quickstart and the
             explorer read (default: the preset's name); smoke reads the shipped tiny experts,
             which share its base weights. Training writes to experts/<name>/.
+        gpu_memory_gib: the CUDA GPU memory the preset needs (None: runs on the CPU); checked
+            before any long work (`t2lib.reproduce`).
         backend: which generation backend answers: a name in `fishfarm.backends.BACKENDS`, or
             "auto" (the first one that can run here).
         dispatch_mode: how pass 1 reads the classification prompt: "choice" (category likelihoods)
@@ -70,6 +72,7 @@ class Preset:
     train_kl_sweep: tuple[float, ...] = ()
     expert_set: str = ""
     backend: str = "hf"
+    gpu_memory_gib: float | None = None
     dispatch_mode: str = "choice"
     cls_dispatch_mode: str = "generate"
     cem: CEMConfig = field(default_factory=CEMConfig)
@@ -119,6 +122,12 @@ PAPER_KL_SWEEP = (0.0, 0.1, 0.2, 0.3)  # λ values the paper chooses among on va
 # base model among the first; 16 evaluations, ~1-3 min per task on 2 cores).
 TINY_CEM = CEMConfig(shots=10, population=6, elite_ratio=1 / 3, iterations=3, per_layer=False)
 
+# Rehearsal: every code path of the paper preset (paper suite and prompts, sigmoid experts, a λ sweep,
+# the classification expert, "generate" dispatch, per-layer CEM with the official elite ratio) on the
+# tiny offline model with budgets of seconds. Its numbers mean nothing; that it runs end to end does.
+REHEARSAL_TRAIN = replace(PAPER_TRAIN, steps=2, batch_size=4, micro_batch_size=4, eval_every=1, eval_limit=4,
+                          max_new_tokens=16)
+
 PRESETS: dict[str, Preset] = {
     "smoke": Preset("smoke", model_source="offline", expert_set="tiny", inspect_prompts=2, inspect_max_new_tokens=8, eval_limit=4,
                     paper_eval_limit=2, paper_max_new_tokens=16,
@@ -126,10 +135,16 @@ PRESETS: dict[str, Preset] = {
                                   eval_limit=4, max_new_tokens=16),
                     cem=CEMConfig(shots=2, population=2, elite_ratio=0.5, iterations=1, per_layer=False)),
     "tiny": Preset("tiny", model_source="offline", train=TINY_TRAIN, cem=TINY_CEM),
+    "rehearsal": Preset("rehearsal", model_source="offline", suite="paper", inspect_prompts=2,
+                        inspect_max_new_tokens=8, eval_limit=4, paper_eval_limit=4, paper_max_new_tokens=16,
+                        train=REHEARSAL_TRAIN, train_kl_sweep=(0.0, 0.1), dispatch_mode="generate",
+                        cem=CEMConfig(shots=2, population=5, iterations=1, per_layer=True)),
     "paper": Preset("paper", model="meta-llama/Meta-Llama-3-8B-Instruct", svd_storage_dtype="bfloat16",
                     inspect_prompts=6, inspect_max_new_tokens=128, suite="paper", paper_eval_limit=None,
                     paper_max_new_tokens=None, batch_size=64, train=PAPER_TRAIN,
-                    train_kl_sweep=PAPER_KL_SWEEP, dispatch_mode="generate", cem=CEMConfig()),
+                    train_kl_sweep=PAPER_KL_SWEEP, dispatch_mode="generate", cem=CEMConfig(),
+                    # the update peaked at 57.6 GiB on an H100 (README, Benchmarks): an 80 GB GPU
+                    gpu_memory_gib=70.0),
 }
 
 

@@ -194,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="expert path stem (one task only)")
     parser.add_argument("--run-dir", help="checkpoint folder (one task only)")
     parser.add_argument("--fresh", action="store_true", help="ignore checkpoints of earlier runs")
+    parser.add_argument("--missing", action="store_true",
+                        help="train only the experts that experts/<preset>/ lacks (what `make reproduce` runs first)")
     parser.add_argument("--no-test", action="store_true", help="skip the test-split evaluation")
     parser.add_argument("--rescore", action="store_true",
                         help="no training: score the trained experts on the test split again, print them beside "
@@ -216,6 +218,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.grad_dtype is not None:
         overrides["grad_dtype"] = None if args.grad_dtype == "none" else args.grad_dtype
     tasks = list(suite.trainable) if args.all else [args.task]
+    if args.missing:
+        if args.rescore or args.out:
+            parser.error("--missing looks in experts/<preset>/; it goes without --rescore and --out")
+        if preset.expert_set != preset.name:
+            print(f"preset {preset.name} uses the {preset.expert_set} experts: nothing to train here", flush=True)
+            return 0
+        tasks = [t for t in tasks
+                 if not (experts_dir(preset.name) / f"{expert_name(preset, t)}.safetensors").exists()]
+        print(f"experts to train for preset {preset.name}: {', '.join(tasks) or 'none, all are there'}", flush=True)
+        if not tasks:
+            return 0
     if len(tasks) > 1 and (args.out or args.run_dir):
         parser.error("--out and --run-dir name one expert; use them with --task")
     if args.rescore:  # every expert file must be there before the model loads

@@ -12,6 +12,7 @@ from __future__ import annotations
 from fishfarm.data import CodeProblem, load, task_prompt
 from fishfarm.data.prompts import OFFICIAL_STOP, code_prompt_text
 from fishfarm.scoring import score_choice, score_code, score_math, score_number
+from fishfarm.suites.classification import classification_task as build_classification
 from fishfarm.suites.spec import Suite
 from fishfarm.task import Task
 from fishfarm.types import Prompt, SamplingParams
@@ -69,5 +70,26 @@ def paper_task(name: str, split: str = "test", *, source: str = "auto", max_new_
     return task
 
 
-PAPER_SUITE = Suite("paper", ("math", "code", "reasoning"), TRAINING, UNSEEN, None,
-                    lambda name, split, budget: paper_task(name, split, max_new_tokens=budget), paper_scale=True)
+CLS_SEED = "paper"  # the classification task's shuffle seed
+
+
+def paper_classification_task(split: str = "test", *, source: str = "auto", max_new_tokens: int = 8) -> Task:
+    """Returns the paper suite's classification task (`fishfarm.suites.classification`): the user
+    messages of the GSM8K, MBPP and ARC-Easy train splits (the training tasks; never a test split or an
+    unseen task), 40 test and 16 validation questions per category, the rest to train the
+    classification expert on."""
+    prompts = {}
+    for category, name in TRAINING.items():
+        dataset = load(name, "train", source=source)
+        prompts[category] = [(f"{name}:{r.id}", task_prompt(name, r).user) for r in dataset.records]
+    return build_classification(prompts, split, seed=CLS_SEED, max_new_tokens=max_new_tokens)
+
+
+def _build(name: str, split: str, budget: int | None) -> Task:
+    if name == "classification":  # its answer is one word after the primed "\boxed{": the task's own budget
+        return paper_classification_task(split)
+    return paper_task(name, split, max_new_tokens=budget)
+
+
+PAPER_SUITE = Suite("paper", ("math", "code", "reasoning"), TRAINING, UNSEEN, "classification", _build,
+                    paper_scale=True)

@@ -11,17 +11,15 @@ validation, 120 test). Unseen tasks have no train split: nothing is ever trained
 Reasoning is not ARC here: SmolLM2-135M answers ARC at chance in every form tried (README, "Tasks";
 `bench/arc_probe.py`), so an expert has nothing to build on; the paper preset keeps ARC.
 
-`classification_task` asks which category a prompt belongs to, with the paper's boxed
-classification prompt (`fishfarm.data.prompts.cls_prompt`); it is built from the training tasks' train-split prompts only (the
-official code drew it from test questions of the evaluation tasks).
+`classification_task` asks which category a prompt belongs to (`fishfarm.suites.classification`),
+from the training tasks' train-split prompts only.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
-from fishfarm.data.prompts import CLS_RESPONSE_PREFIX, cls_prompt
-from fishfarm.scoring import score_category, score_code, score_name, score_number
+from fishfarm.scoring import score_code, score_name, score_number
+from fishfarm.suites.classification import classification_task as build_classification
 from fishfarm.task import Task
 from fishfarm.suites.spec import Suite
 from fishfarm.suites.tiny.generators import FAMILIES
@@ -96,30 +94,14 @@ def tiny_task(name: str, split: str = "test", *, max_new_tokens: int | None = No
                 scorer=lambda a, r: score_code(a, r["tests"], entry_point=r["entry_point"]))
 
 
-CLS_SIZES = {"test": 40, "validation": 16}  # per category; train gets the rest
-
-
 def classification_task(split: str = "test", *, max_new_tokens: int = 8) -> Task:
-    """Returns the classification task: which category does a training-task prompt belong to?
-
-    Built from the train splits of the three training tasks only; each category's prompts are
-    shuffled with a fixed seed and cut into test (40), validation (16) and train (the rest), so
-    the splits are disjoint. Records: {"id", "question" (the task prompt), "category"}.
-    """
-    if split not in ("train", "validation", "test"):
-        raise ValueError(f"unknown split {split!r}; choose train, validation or test")
-    records = []
+    """Returns the tiny suite's classification task (`fishfarm.suites.classification`): the train
+    prompts of its three training tasks, 40 test and 16 validation questions per category."""
+    prompts = {}
     for category, name in TRAINING.items():
         task = tiny_task(name, "train")
-        prompts = [(sid, PROMPTS[category](task.record(sid))) for sid in task.ids]
-        random.Random(f"{SAMPLE_SEED}:cls:{category}").shuffle(prompts)
-        cut = {"test": prompts[:CLS_SIZES["test"]],
-               "validation": prompts[CLS_SIZES["test"]:CLS_SIZES["test"] + CLS_SIZES["validation"]],
-               "train": prompts[CLS_SIZES["test"] + CLS_SIZES["validation"]:]}[split]
-        records += [{"id": f"cls-{sid}", "question": text, "category": category} for sid, text in cut]
-    return Task("classification", records, id_field="id", prompt=lambda r: cls_prompt(r["question"]),
-                scorer=lambda a, r: score_category(CLS_RESPONSE_PREFIX + a, r["category"]),
-                sampling=SamplingParams(max_new_tokens=max_new_tokens))  # the answer is primed up to "\boxed{"
+        prompts[category] = [(sid, PROMPTS[category](task.record(sid))) for sid in task.ids]
+    return build_classification(prompts, split, seed=str(SAMPLE_SEED), max_new_tokens=max_new_tokens)
 
 
 def _build(name: str, split: str, max_new_tokens: int | None) -> Task:
