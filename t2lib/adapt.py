@@ -23,12 +23,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from fishfarm.backends import BACKEND_CHOICES
 from t2lib.atomic import atomic_write_csv, atomic_write_json
 from t2lib.experts import Expert
 from t2lib.fingerprint import fingerprint
 from t2lib.paths import build_dir, experts_dir, figures_dir
-from t2lib.presets import PRESETS, Preset, get_preset
+from t2lib.presets import Preset, add_preset_arguments, preset_from_args
 from t2lib.samples import draw_shots, spread_ids
 from t2lib.strategies import REGISTRY, STRATEGIES
 from t2lib.transformer2 import Transformer2
@@ -45,7 +44,7 @@ def unseen_task(preset: Preset, name: str):
 def check_experts(preset: Preset, folder: Path | None = None, *, strategies: Sequence[str] = STRATEGIES) -> Path:
     """Returns the preset's expert folder after checking that the expert files the strategies
     need are there (before any model is loaded); raises FileNotFoundError naming the fix."""
-    folder = folder or experts_dir(preset.expert_set)
+    folder = folder or experts_dir(preset.expert_set, create=False)
     missing = [c for c in preset.suite_spec.categories if not (folder / f"{c}.safetensors").exists()]
     if missing:
         raise FileNotFoundError(f"no {', '.join(missing)} expert in {folder}: train them with "
@@ -136,12 +135,11 @@ def write_outputs(result: dict, preset: Preset, *, started: float, name: str = "
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Adaptation strategies on the unseen tasks (Table 2).")
-    parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, help="generation backend (default: the preset's)")
+    add_preset_arguments(parser)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--fresh", action="store_true", help="recompute results kept from earlier runs")
     args = parser.parse_args(argv)
-    preset = get_preset(args.preset, **({"backend": args.backend} if args.backend else {}))
+    preset = preset_from_args(args)
     try:
         check_experts(preset, strategies=args.strategies)
     except FileNotFoundError as err:

@@ -17,11 +17,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from fishfarm.backends import BACKEND_CHOICES
 from fishfarm.suites import Suite, get_suite
 from t2lib.atomic import atomic_write_csv, atomic_write_json
 from t2lib.paths import REPO_ROOT, figures_dir
-from t2lib.presets import PRESETS, Preset, get_preset
+from t2lib.presets import Preset, add_preset_arguments, preset_from_args
 from t2lib.samples import spread_ids
 
 COLUMNS = ("suite", "task", "category", "role", "split", "n", "accuracy", "truncated", "seconds")
@@ -130,11 +129,10 @@ def write_outputs(rows: Sequence[dict], preset: Preset, *, started: float) -> Pa
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Base model accuracy on every task of a preset.")
-    parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, help="generation backend (default: the preset's)")
+    add_preset_arguments(parser)
     parser.add_argument("--fresh", action="store_true", help="recompute tasks finished by an earlier run")
     args = parser.parse_args(argv)
-    preset = get_preset(args.preset, **({"backend": args.backend} if args.backend else {}))
+    preset = preset_from_args(args)
     started = time.time()
     rows = run_baseline(preset, fresh=args.fresh)
     path = write_outputs(rows, preset, started=started)

@@ -29,14 +29,16 @@ def figures_dir(preset: str) -> Path:
     return path
 
 
-def experts_dir(preset: str) -> Path:
+def experts_dir(preset: str, *, create: bool = True) -> Path:
     """Returns where a preset's trained experts go: experts/<preset>/ ($T2_EXPERTS_DIR overrides).
 
-    experts/tiny/ is committed (the shipped experts); other presets' folders are not.
+    experts/tiny/ is committed (the shipped experts); other presets' folders are not. With
+    `create=False` (checks that only look) the folder is not made.
     """
     override = os.environ.get("T2_EXPERTS_DIR")
     path = Path(override) if override else EXPERTS_DIR / preset
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

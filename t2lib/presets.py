@@ -153,3 +153,29 @@ def get_preset(name: str, **overrides) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)
+
+
+MODEL_OPTIONS = ("backend", "model", "targets")
+
+
+def add_preset_arguments(parser, *, model_options: bool = True) -> None:
+    """Adds --preset (and, for commands that load a model, --backend, --model and --targets) to a
+    command line's parser; `preset_from_args` turns them into the `Preset`."""
+    from t2lib.svd import TARGET_SETS
+
+    parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
+    if model_options:
+        parser.add_argument("--backend", choices=BACKEND_CHOICES, help="generation backend (default: the preset's)")
+        parser.add_argument("--model", help="base model, a hub id or a local folder (default: the preset's); "
+                                            "any Llama, Mistral or Qwen2-family causal LM")
+        parser.add_argument("--targets", choices=tuple(TARGET_SETS),
+                            help="target matrices (default: the preset's, mlp; attn: q and v, as in Table 4)")
+
+
+def preset_from_args(args) -> Preset:
+    """Returns the preset a command line names, with its --backend, --model and --targets."""
+    overrides = {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k, None)}
+    if "model" in overrides:  # a model named here is looked up everywhere, not in the pinned package
+        overrides["model_source"] = "auto"
+    return get_preset(args.preset, **overrides)
+

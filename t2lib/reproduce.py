@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from t2lib.paths import REPO_ROOT, cache_dir, experts_dir
-from t2lib.presets import PRESETS, Preset, get_preset
+from t2lib.presets import Preset, add_preset_arguments, preset_from_args
 
 GIB = 1024 ** 3
 # Shapes of the paper's models, for the disk check before any weights are at hand.
@@ -180,7 +180,7 @@ def plan(preset: Preset) -> list[Step]:
 
     suite = preset.suite_spec
     steps = []
-    folder = experts_dir(preset.name)
+    folder = experts_dir(preset.name, create=False)
     for task in suite.trainable if preset.expert_set == preset.name else ():
         name = suite.expert_name(task)
         if (folder / f"{name}.safetensors").exists():
@@ -257,11 +257,11 @@ def run(preset: Preset, *, out: Path, progress: bool = True) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
+    add_preset_arguments(parser, model_options=False)  # the notebooks read the preset as registered
     parser.add_argument("--out", default=str(REPO_ROOT / "build" / "notebooks"), help="executed notebooks")
     parser.add_argument("--plan", action="store_true", help="print the checks, the steps and their expected time")
     args = parser.parse_args(argv)
-    preset = get_preset(args.preset)
+    preset = preset_from_args(args)
     if args.plan:
         for c in preflight(preset):
             print(f"{'ok  ' if c.ok else 'MISSING'} {c.name}: {c.detail}" + (f"\n        fix: {c.fix}" if c.fix else ""))

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Sequence
 
 from fishfarm.task import Task
-from fishfarm.backends import BACKEND_CHOICES
 from t2lib.atomic import atomic_write_csv
 from t2lib.experts import Expert
 from t2lib.paths import build_dir, experts_dir, figures_dir
-from t2lib.presets import PRESETS, Preset, get_preset
+from t2lib.presets import Preset, add_preset_arguments, preset_from_args
 from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, evaluation_sampling
 from t2lib.samples import spread_ids
 from t2lib.session import Session
@@ -94,7 +93,7 @@ def train_expert(session: Session, task: str, *, config: ReinforceConfig | None 
     row = {"expert": name, "task": task, "best_step": result.best_step, "steps": config.steps,
            "kl_coef": trainer.config.kl_coef,
            "val_base_accuracy": expert.metrics["val_base_accuracy"], "val_accuracy": expert.metrics["val_accuracy"],
-           "train_seconds": round(result.train_seconds, 1)}
+           "train_seconds": round(result.train_seconds, 1), "run_dir": str(trainer.run_dir)}
     expert.config = {"preset": preset.name, **expert.config, "task": task}
     if test:
         row.update(score_test(session, splits.test, expert, config=trainer.config, progress=progress))
@@ -185,8 +184,7 @@ def write_table(rows: Sequence[dict], preset: Preset) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train SVF experts with REINFORCE (resumes by default).")
-    parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
-    parser.add_argument("--backend", choices=BACKEND_CHOICES, help="generation backend (default: the preset's)")
+    add_preset_arguments(parser)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--task", help="training task of the preset's suite, e.g. add_word, gsm8k, or classification")
     which.add_argument("--all", action="store_true",
@@ -208,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="autocast dtype of the gradient passes (none: the model's); the shipped tiny "
                              "experts used bfloat16, the tiny preset says auto")
     args = parser.parse_args(argv)
-    preset = get_preset(args.preset, **({"backend": args.backend} if args.backend else {}))
+    preset = preset_from_args(args)
     suite = preset.suite_spec
     if args.task is not None and args.task not in suite.trainable:
         parser.error(f"argument --task: {args.task!r} is not trained on in the {suite.name} suite of preset "
@@ -225,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"preset {preset.name} uses the {preset.expert_set} experts: nothing to train here", flush=True)
             return 0
         tasks = [t for t in tasks
-                 if not (experts_dir(preset.name) / f"{expert_name(preset, t)}.safetensors").exists()]
+                 if not (experts_dir(preset.name, create=False) / f"{expert_name(preset, t)}.safetensors").exists()]
         print(f"experts to train for preset {preset.name}: {', '.join(tasks) or 'none, all are there'}", flush=True)
         if not tasks:
             return 0
@@ -233,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--out and --run-dir name one expert; use them with --task")
     if args.rescore:  # every expert file must be there before the model loads
         for task in tasks:
-            stem = Path(args.out) if args.out else experts_dir(preset.name) / expert_name(preset, task)
+            stem = Path(args.out) if args.out else experts_dir(preset.name, create=False) / expert_name(preset, task)
             if not stem.with_suffix(".safetensors").exists():
                 parser.error(f"--rescore: no expert at {stem}.safetensors; train it with "
                              f"`python -m t2lib.train --preset {preset.name} --task {task}`")

@@ -40,13 +40,13 @@ def test_rescore_names_a_missing_expert_file_and_the_command(no_model, tmp_path,
 
 def test_adapt_checks_the_expert_set_before_loading_the_model(no_model, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("T2_FIGURES_DIR", str(tmp_path / "figures"))
-    monkeypatch.setattr(adapt, "experts_dir", lambda name: tmp_path / "experts" / name)
+    monkeypatch.setenv("T2_EXPERTS_DIR", str(tmp_path / "experts"))
     with pytest.raises(SystemExit):
         adapt.main(["--preset", "tiny"])
     assert "no math, code, reasoning expert in" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         adapt.main(["--preset", "tiny", "--backend", "nope"])
-    assert not (tmp_path / "figures").exists()
+    assert not (tmp_path / "figures").exists() and not (tmp_path / "experts").exists()
 
 
 def test_the_notebook_runner_writes_nothing_for_bad_arguments(no_model, tmp_path, capsys):
@@ -55,3 +55,22 @@ def test_the_notebook_runner_writes_nothing_for_bad_arguments(no_model, tmp_path
             notebooks.main([*args, "--out", str(tmp_path / "out")])
     assert "no notebooks match 99" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_model_and_targets_come_from_the_command_line():
+    import argparse
+
+    from t2lib.presets import add_preset_arguments, preset_from_args
+
+    parser = argparse.ArgumentParser()
+    add_preset_arguments(parser)
+    args = parser.parse_args(["--preset", "paper", "--model", "mistralai/Mistral-7B-Instruct-v0.3",
+                              "--targets", "attn", "--backend", "hf"])
+    preset = preset_from_args(args)
+    assert (preset.model, preset.targets, preset.backend) == ("mistralai/Mistral-7B-Instruct-v0.3", "attn", "hf")
+    assert preset.train == preset_from_args(parser.parse_args(["--preset", "paper"])).train
+    tiny = preset_from_args(parser.parse_args(["--preset", "tiny", "--model", "/models/mine"]))
+    assert tiny.model_source == "auto"  # a model named here is looked up everywhere
+    assert preset_from_args(parser.parse_args([])).model_source == "offline"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--targets", "everything"])

@@ -10,9 +10,7 @@ from t2lib.notebooks import list_notebooks, run_notebook
 from t2lib.presets import get_preset
 
 NOTEBOOKS = list_notebooks()
-SMOKE = get_preset("smoke")
-CATEGORIES = SMOKE.suite_spec.categories
-LABELS = {*CATEGORIES, "other"}
+LABELS = {"math", "code", "reasoning", "other"}
 
 
 def test_the_notebooks_are_numbered_00_to_07_in_order():
@@ -36,10 +34,10 @@ def _fraction(x) -> bool:
     return isinstance(x, (int, float)) and 0.0 <= x <= 1.0
 
 
-def check_quickstart(r):
+def check_quickstart(r, P):
     answers = r["answers"]
-    assert len(answers) == len(CATEGORIES)  # one prompt per unseen task on smoke
-    assert {a["task"] for a in answers} == set(SMOKE.suite_spec.unseen.values())
+    assert len(answers) == len(P.suite_spec.categories)  # one prompt per unseen task on smoke and rehearsal
+    assert {a["task"] for a in answers} == set(P.suite_spec.unseen.values())
     for a in answers:
         assert a["label"] in LABELS and isinstance(a["correct"], bool)
         assert a["first_pass_s"] >= 0 and a["second_pass_s"] > 0
@@ -50,7 +48,7 @@ def check_quickstart(r):
         assert m["gain"] is None or m["gain_low"] <= m["gain"] <= m["gain_high"]
 
 
-def check_svd_inspection(r):
+def check_svd_inspection(r, P):
     assert r["targets"] == "mlp+attn" and {m["module"] for m in r["spectrum_by_module"]} >= {"mlp.down_proj"}
     for m in r["spectrum_by_module"]:
         assert m["rank"] > 0 and m["sigma_max"] >= m["sigma_min"] > 0
@@ -60,15 +58,16 @@ def check_svd_inspection(r):
     assert study["base"]["same_as_base"] == 1.0  # the base answers are compared with themselves
     for s in study.values():
         assert _fraction(s["correct"]) and _fraction(s["same_as_base"]) and s["ref_loglik"] < 0
-        assert len(s["answers"]) == SMOKE.inspect_prompts
+        assert len(s["answers"]) == P.inspect_prompts
 
 
-def check_train_expert(r):
+def check_train_expert(r, P):
     row = r["table1_row"]
-    assert r["task"] == SMOKE.suite_spec.training[r["category"]] and row["n"] == SMOKE.eval_limit
+    assert r["task"] == P.suite_spec.training[r["category"]] and row["n"] == P.eval_limit
     assert _fraction(row["base_accuracy"]) and _fraction(row["expert_accuracy"])
     assert row["gain_points"] == pytest.approx(100 * (row["expert_accuracy"] - row["base_accuracy"]), abs=0.06)
-    assert [h["step"] for h in r["history"]] == list(range(SMOKE.train.steps + 1))
+    assert [h["step"] for h in r["history"]] == list(range(P.train.steps + 1))  # the kept λ's run
+    assert row["kl_coef"] in (P.train_kl_sweep or (P.train.kl_coef,))
     assert all(_fraction(h["accuracy"]) for h in r["history"][1:])
     assert row["best_step"] in [h["step"] for h in r["history"]]
     shifts = r["scale_shift"]
@@ -76,27 +75,31 @@ def check_train_expert(r):
 
 
 def check_adaptation(strategy):
-    def check(r):
+    def check(r, P):
         rows = [row for row in r["rows"] if row["strategy"] == strategy]
         base = {row["task"]: row for row in r["rows"] if row["strategy"] == "base"}
-        assert {row["task"] for row in rows} == set(SMOKE.suite_spec.unseen.values()) == set(base)
+        assert {row["task"] for row in rows} == set(P.suite_spec.unseen.values()) == set(base)
         for row in rows:
-            assert row["n"] == base[row["task"]]["n"] == SMOKE.eval_limit  # the same samples as the base row
+            assert row["n"] == base[row["task"]]["n"] == P.eval_limit  # the same samples as the base row
             pq = r["per_question"][row["task"]]
             assert len(pq["ids"]) == row["n"] and set(pq[strategy]) <= {0, 1}
             assert sum(pq[strategy]) / row["n"] == pytest.approx(row["accuracy"], abs=1e-4)
             assert row["first_pass_s"] >= 0 and row["second_pass_s"] >= 0
         if strategy in r["confusion"]:
             for category, labels in r["confusion"][strategy].items():
-                assert set(labels) <= LABELS and sum(labels.values()) == SMOKE.eval_limit, category
+                assert set(labels) <= LABELS and sum(labels.values()) == P.eval_limit, category
         if strategy == "few-shot":
+            layers = 30  # SmolLM2-135M
             for task, alpha in r["alpha"].items():
-                assert len(alpha) == len(CATEGORIES) and all(math.isfinite(a) for a in alpha)
-                assert r["cem"][task]["evaluations"] >= SMOKE.cem.population and _fraction(r["cem"][task]["accuracy"])
+                assert len(alpha) == len(P.suite_spec.categories)
+                flat = [a for row in alpha for a in row] if P.cem.per_layer else alpha
+                assert len(flat) == len(alpha) * (layers if P.cem.per_layer else 1)
+                assert all(math.isfinite(a) and P.cem.bounds[0] <= a <= P.cem.bounds[1] for a in flat)
+                assert r["cem"][task]["evaluations"] >= P.cem.population and _fraction(r["cem"][task]["accuracy"])
     return check
 
 
-def check_paper_tables(r):
+def check_paper_tables(r, P):
     kit = [row for row in r["table1"] + r["table2"] if row["source"].startswith("kit")]
     assert kit and any(not row["source"].startswith("kit") for row in r["table1"])  # the paper's rows beside
     for row in kit:
@@ -108,7 +111,7 @@ def check_paper_tables(r):
         assert 0 <= row["first_pass_share"] <= 1
 
 
-def check_explorer(r):
+def check_explorer(r, P):
     names, matrix = r["similarity"]["experts"], r["similarity"]["matrix"]
     assert len(matrix) == len(names) >= 3
     for i in range(len(names)):
@@ -132,6 +135,18 @@ def test_every_notebook_has_a_value_check():
     assert sorted(CHECKS) == [p.name[:2] for p in NOTEBOOKS]
 
 
+def check_run(executed, figures, number: str, preset) -> None:
+    """Asserts an executed notebook has no error and checks the numbers of its results JSON."""
+    nb = nbformat.read(executed, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors[:1]
+    name, check = CHECKS[number]
+    saved = json.loads((figures / name).read_text())
+    run = saved["run"]
+    assert run["preset"]["name"] == preset.name and run["git_revision"] and run["versions"]["torch"]
+    check(saved["results"], preset)
+
+
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_executes_on_smoke_preset_and_writes_sane_results(path, tmp_path, monkeypatch):
@@ -139,12 +154,24 @@ def test_executes_on_smoke_preset_and_writes_sane_results(path, tmp_path, monkey
     monkeypatch.setenv("T2_FIGURES_DIR", str(figures))
     monkeypatch.setenv("T2_BUILD_DIR", str(tmp_path / "build"))
     executed = run_notebook(path, tmp_path / "executed", parameters={"PRESET": "smoke"}, progress=False)
-    nb = nbformat.read(executed, as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
-    name, check = CHECKS[path.name[:2]]
-    saved = json.loads((figures / name).read_text())
-    run = saved["run"]
-    assert run["preset"]["name"] == "smoke" and run["git_revision"] and run["versions"]["torch"]
-    check(saved["results"])
+    check_run(executed, figures, path.name[:2], get_preset("smoke"))
     assert list(figures.glob("*.png")), "the notebook wrote no figures"
+
+
+@pytest.mark.rehearsal
+def test_make_reproduce_on_the_rehearsal_preset_runs_every_paper_path(tmp_path, monkeypatch):
+    """`make reproduce PRESET=rehearsal`: the paper suite, sigmoid experts with a λ sweep, the
+    classification expert, "generate" dispatch and per-layer CEM, trained and run end to end."""
+    from t2lib import reproduce
+
+    figures, experts = tmp_path / "figures", tmp_path / "experts"
+    for var, folder in (("T2_FIGURES_DIR", figures), ("T2_EXPERTS_DIR", experts), ("T2_BUILD_DIR", tmp_path / "build")):
+        monkeypatch.setenv(var, str(folder))
+    preset = get_preset("rehearsal")
+    reproduce.run(preset, out=tmp_path / "executed", progress=False)
+    meta = {p.stem: json.loads(p.read_text()) for p in experts.glob("*.json")}
+    assert sorted(meta) == ["classification", "code", "math", "reasoning"]
+    assert all(m["parameterization"] == "sigmoid" for m in meta.values())
+    assert {m["config"]["kl_coef"] for m in meta.values()} <= set(preset.train_kl_sweep)
+    for path in NOTEBOOKS:
+        check_run(tmp_path / "executed" / preset.name / path.name, figures, path.name[:2], preset)
