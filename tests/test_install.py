@@ -18,10 +18,12 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 def make_n(*args: str, user: int | None = None) -> str:
     """Returns the commands `make -n` would run (.venv taken as built unless VENV= is given)."""
-    cmd = ["make", "-n", "-o", ".venv/.installed", *args]
+    cmd = ["make", "-n", "--no-print-directory", "-o", ".venv/.installed", *args]
     if user is not None:
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    # Under `make test` the outer make's variables would make this a sub-make; run it as a user would.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True, env=env).stdout
 
 
 def pins() -> dict[str, str]:
