@@ -196,9 +196,15 @@ def plan(preset: Preset) -> list[Step]:
     return steps
 
 
-# Minutes per step on a 2-core CPU, measured by `make reproduce` (README, "Two commands"); other
-# steps of these presets take the "notebook" value. Presets not listed (paper scale) are estimated.
-MEASURED_MINUTES = {"tiny": {"train": 10.0, "02_train_expert": 6.6, "notebook": 0.4}}
+# Minutes per step on a 2-core CPU: tiny from `make reproduce` (README, "Two commands"), rehearsal
+# from its test run; a step not named takes the "notebook" value. Presets not listed are estimated.
+MEASURED_MINUTES = {
+    "tiny": {"train": 10.0, "02_train_expert": 6.6, "notebook": 0.4},
+    # the rehearsal test of 2026-12-02 (10.0 min in all): experts 4.8 min for four, notebooks 5.3 min
+    "rehearsal": {"train": 1.2, "00_quickstart": 0.4, "01_svd_inspection": 0.4, "02_train_expert": 1.2,
+                  "03_prompt_dispatch": 0.8, "04_cls_expert_dispatch": 0.8, "05_few_shot": 1.4,
+                  "06_paper_tables": 0.1, "07_expert_explorer": 0.3, "notebook": 0.8},
+}
 
 # Paper-scale rates (README, Benchmarks): HF generate on an H200 with Llama-3-8B shapes made 3,760 tok/s
 # at batch 256 and 992 tok/s at batch 64; the kit's update took 2.35 s for 64 x 384 tokens on an H100.
