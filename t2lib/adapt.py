@@ -19,11 +19,12 @@ import hashlib
 import json
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
 from t2lib.atomic import atomic_write_csv, atomic_write_json
+from t2lib.cem import OFFICIAL_SHOT_SEEDS
 from t2lib.experts import Expert
 from t2lib.fingerprint import fingerprint
 from t2lib.paths import build_dir, experts_dir, figures_dir
@@ -82,7 +83,7 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
     answers: dict = {}  # pass-2 answers shared by the strategies (Transformer2's `answers`)
     for category, name in preset.suite_spec.unseen.items():
         task = unseen_task(preset, name)
-        shots, rest = draw_shots(task.ids, preset.cem.shots, seed=preset.cem.seed)
+        shots, rest = draw_shots(task.ids, preset.cem.shots, seed=preset.cem.shot_seed(name))
         scored = spread_ids(rest, preset.eval_limit)
         for strategy in strategies:
             key = hashlib.blake2b(json.dumps([RECORD_VERSION, name, strategy, asdict(preset), str(session.lm.resolved.path),
@@ -138,8 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_preset_arguments(parser)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--fresh", action="store_true", help="recompute results kept from earlier runs")
+    parser.add_argument("--shot-seeds", choices=("kit", "official"), default="kit",
+                        help="draw each task's few-shot shots with the preset's seed (kit) or with the official "
+                             "script's per-task seeds (MATH 27, HumanEval 16, ARC-Challenge 38)")
     args = parser.parse_args(argv)
     preset = preset_from_args(args)
+    if args.shot_seeds == "official":
+        preset = replace(preset, cem=replace(preset.cem, shot_seeds=OFFICIAL_SHOT_SEEDS))
     try:
         check_experts(preset, strategies=args.strategies)
     except FileNotFoundError as err:

@@ -29,6 +29,10 @@ from t2lib.svd import parse_target
 from t2lib.svf import SVFModel
 
 
+# The official few-shot script's seeds for drawing the shots of each unseen task (paper Table 2).
+OFFICIAL_SHOT_SEEDS = (("math", 27), ("humaneval", 16), ("arc_challenge", 38))
+
+
 @dataclass(frozen=True)
 class CEMConfig:
     """Settings of the few-shot search over α.
@@ -45,7 +49,9 @@ class CEMConfig:
         include_base: the first population also holds α = 0, the base model ("direct" experts,
             where the mixture is taken around the base): a mixture is kept only if it does better
             on the shots than no adaptation at all.
-        seed: drives the sampling.
+        seed: drives the sampling, and the draw of the shots from each task.
+        shot_seeds: (task, seed) pairs that replace `seed` for drawing that task's shots; the
+            official few-shot script draws them with its own seed per task (`OFFICIAL_SHOT_SEEDS`).
     """
     shots: int = 10
     population: int = 32
@@ -57,6 +63,7 @@ class CEMConfig:
     min_std: float = 0.02
     include_base: bool = True
     seed: int = 0
+    shot_seeds: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self):
         if self.population < 2 or self.iterations < 1 or self.shots < 1:
@@ -66,6 +73,10 @@ class CEMConfig:
         low, high = self.bounds
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(f"CEMConfig.bounds must be two finite numbers, low < high; got {self.bounds}")
+
+    def shot_seed(self, task: str) -> int:
+        """Returns the seed that draws `task`'s shots."""
+        return dict(self.shot_seeds).get(task, self.seed)
 
     @property
     def num_elites(self) -> int:

@@ -35,7 +35,10 @@ def test_write_outputs_writes_table_figures_and_json(tmp_path, monkeypatch):
     assert saved["results"]["confusion"]["prompt"]["math"]["other"] == 10 and saved["run"]["preset"]["name"] == "tiny"
 
 
-def test_run_adaptation_stores_per_question_results_and_recomputes_records_without_them(tmp_path, monkeypatch):
+@pytest.fixture
+def fake_two_pass(tmp_path, monkeypatch):
+    """run_adaptation over fake tasks and a fake Transformer2 (a pattern of right answers per
+    strategy); returns the list of (task, strategy, shot ids) it was called with."""
     from types import SimpleNamespace
 
     import torch
@@ -50,7 +53,7 @@ def test_run_adaptation_stores_per_question_results_and_recomputes_records_witho
             self.strategy = strategy
 
         def evaluate(self, task, ids, *, shot_ids=()):
-            calls.append((task.name, self.strategy))
+            calls.append((task.name, self.strategy, tuple(shot_ids)))
             correct = [int(s[-1]) % 2 == (self.strategy == "base") for s in ids]  # a pattern per strategy
             samples = tuple(SimpleNamespace(sample_id=s, score=SimpleNamespace(correct=c)) for s, c in zip(ids, correct))
             return TwoPassResult(task.name, self.strategy, sum(correct) / len(ids), samples, ["math"] * len(ids),
@@ -63,6 +66,11 @@ def test_run_adaptation_stores_per_question_results_and_recomputes_records_witho
     monkeypatch.setattr(adapt, "unseen_task", lambda preset, name: SimpleNamespace(
         name=name, ids=[f"{name}-{i}" for i in range(40)]))
     session = SimpleNamespace(lm=SimpleNamespace(resolved=SimpleNamespace(path="m")), svf=None, backend=None)
+    return calls, session
+
+
+def test_run_adaptation_stores_per_question_results_and_recomputes_records_without_them(tmp_path, fake_two_pass):
+    calls, session = fake_two_pass
     preset = get_preset("smoke")
     first = adapt.run_adaptation(preset, strategies=("base", "prompt"), session=session, progress=False)
     assert len(calls) == 3 * 2
@@ -77,4 +85,21 @@ def test_run_adaptation_stores_per_question_results_and_recomputes_records_witho
     del old["version"], old["ids"], old["correct"]  # a record written before per-question results were stored
     record.write_text(json.dumps(old))
     adapt.run_adaptation(preset, strategies=("base", "prompt"), session=session, progress=False)
-    assert calls[6:] == [("sub_word", "prompt")]
+    assert [c[:2] for c in calls[6:]] == [("sub_word", "prompt")]
+
+
+def test_shots_are_drawn_with_the_seed_of_each_task_when_one_is_set(fake_two_pass):
+    from dataclasses import replace
+
+    from t2lib.samples import draw_shots
+
+    calls, session = fake_two_pass
+    smoke = get_preset("smoke")
+    official = replace(smoke, cem=replace(smoke.cem, shot_seeds=(("sub_word", 27),)))
+    adapt.run_adaptation(official, strategies=("few-shot",), session=session, progress=False)
+    shots = {task: ids for task, _, ids in calls}
+    ids = [f"sub_word-{i}" for i in range(40)]
+    assert shots["sub_word"] == tuple(draw_shots(ids, smoke.cem.shots, seed=27)[0])
+    assert shots["sub_word"] != tuple(draw_shots(ids, smoke.cem.shots, seed=smoke.cem.seed)[0])
+    crowd = [f"where_crowd-{i}" for i in range(40)]  # a task without its own seed keeps the preset's
+    assert shots["where_crowd"] == tuple(draw_shots(crowd, smoke.cem.shots, seed=smoke.cem.seed)[0])

@@ -74,3 +74,16 @@ def test_model_and_targets_come_from_the_command_line():
     assert preset_from_args(parser.parse_args([])).model_source == "offline"
     with pytest.raises(SystemExit):
         parser.parse_args(["--targets", "everything"])
+
+
+def test_adapt_takes_the_official_shot_seeds(no_model, monkeypatch):
+    from t2lib.cem import OFFICIAL_SHOT_SEEDS
+
+    seen = []
+    monkeypatch.setattr(adapt, "check_experts", lambda preset, folder=None, strategies=(): None)
+    monkeypatch.setattr(adapt, "run_adaptation", lambda preset, **kw: seen.append(preset) or {})
+    monkeypatch.setattr(adapt, "write_outputs", lambda *a, **k: __import__("pathlib").Path("x"))
+    adapt.main(["--preset", "tiny", "--shot-seeds", "official"])
+    adapt.main(["--preset", "tiny"])
+    assert seen[0].cem.shot_seeds == OFFICIAL_SHOT_SEEDS and seen[0].cem.shot_seed("humaneval") == 16
+    assert seen[1].cem.shot_seeds == () and seen[1].cem.shot_seed("humaneval") == seen[1].cem.seed
