@@ -127,10 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in skipped:
         print("no", name, "- skipped", file=sys.stderr)
     if not args.no_notebook:
-        from t2lib.notebooks import list_notebooks, run_notebook
-        for nb in list_notebooks(only=["06"]):
-            out = run_notebook(nb, build_dir() / "notebooks" / args.preset, parameters={"PRESET": args.preset})
-            print("ran", nb.name, "->", out)
+        from t2lib.notebooks import run_notebooks
+        run_notebooks(args.preset, build_dir() / "notebooks", only=["06"])
     return 0
 
 

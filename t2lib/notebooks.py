@@ -45,23 +45,30 @@ def run_notebook(path: Path, out_dir: Path, *, parameters: dict, progress: bool 
     return out
 
 
+def run_notebooks(preset: str, out_dir: Path, *, only: Sequence[str] = (), progress: bool = True) -> list[Path]:
+    """Executes the numbered notebooks (those `only` names, else all) in order on `preset`, into
+    out_dir/<preset>/, printing each one's time; returns the executed copies' paths."""
+    done = []
+    for nb in list_notebooks(only=only):
+        start = time.time()
+        print(f"== {nb.name} (PRESET={preset})", flush=True)
+        done.append(run_notebook(nb, out_dir / preset, parameters={"PRESET": preset}, progress=progress))
+        print(f"   done in {time.time() - start:.0f} s", flush=True)
+    return done
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
     parser.add_argument("--out", default=str(REPO_ROOT / "build" / "notebooks"), help="executed copies")
     parser.add_argument("--only", nargs="*", default=(), help="notebook number prefixes, e.g. 01 02")
     args = parser.parse_args(argv)
-    notebooks = list_notebooks(only=args.only)
-    if not notebooks:
+    if not list_notebooks(only=args.only):
         parser.error(f"--only: no notebooks match {' '.join(args.only)} in {NOTEBOOKS_DIR}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         parser.error(f"--out: {out} exists and is not a folder")
-    for nb in notebooks:
-        start = time.time()
-        print(f"== {nb.name} (PRESET={args.preset})", flush=True)
-        run_notebook(nb, out / args.preset, parameters={"PRESET": args.preset})
-        print(f"   done in {time.time() - start:.0f} s", flush=True)
+    run_notebooks(args.preset, out, only=args.only)
     return 0
 
 

@@ -178,4 +178,3 @@ def preset_from_args(args) -> Preset:
     if "model" in overrides:  # a model named here is looked up everywhere, not in the pinned package
         overrides["model_source"] = "auto"
     return get_preset(args.preset, **overrides)
-

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -248,17 +247,13 @@ def expected_minutes(preset: Preset, kind: str, name: str) -> tuple[float, str]:
 def run(preset: Preset, *, out: Path, progress: bool = True) -> None:
     """Checks the preset's needs, trains the experts it lacks (resuming), then runs every notebook."""
     from t2lib import train
-    from t2lib.notebooks import list_notebooks, run_notebook
+    from t2lib.notebooks import run_notebooks
 
     for c in require(preset):
         print(f"ok   {c.name}: {c.detail}", flush=True)
     if train.main(["--preset", preset.name, "--all", "--missing"]) != 0:
         raise SystemExit("training the missing experts failed")
-    for nb in list_notebooks():
-        start = time.time()
-        print(f"== {nb.name} (PRESET={preset.name})", flush=True)
-        run_notebook(nb, out / preset.name, parameters={"PRESET": preset.name}, progress=progress)
-        print(f"   done in {time.time() - start:.0f} s", flush=True)
+    run_notebooks(preset.name, out, progress=progress)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -115,10 +115,8 @@ class SVFModel:
     @torch.no_grad()
     def restore(self) -> None:
         """Puts back the exact base weights."""
-        for name, param in self.params.items():
-            param.copy_(self._base[name])
+        self._write({})
         self.active = None
-        self._synced()
 
     @contextmanager
     def using(self, expert: Expert | None) -> Iterator["SVFModel"]:
