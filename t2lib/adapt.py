@@ -77,6 +77,7 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
         raise ValueError(f"unknown strategies {unknown}; choose among {', '.join(STRATEGIES)}")
     check_experts(preset, experts_folder, strategies=strategies)
     session = session or Session(preset, progress=progress)
+    preset = replace(preset, backend=session.backend_name)  # records and keys name the backend used
     experts, cls_expert = load_experts(preset, experts_folder)
     work = build_dir() / "adapt" / preset.name
     out = {"rows": [], "confusion": {}, "alpha": {}, "cem": {}, "per_question": {}}

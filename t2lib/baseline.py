@@ -13,7 +13,7 @@ import argparse
 import hashlib
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -88,8 +88,10 @@ def run_baseline(preset: Preset, *, fresh: bool = False, progress: bool = True,
     Each finished task's row is kept in `work_dir` (default build/baseline/<preset>) and reused
     by a later run with the same preset and model unless `fresh`.
     """
+    from fishfarm.backends import resolve_backend
     from t2lib.session import preset_backend
 
+    preset = replace(preset, backend=resolve_backend(preset.backend))  # keys name the backend used
     lm = preset.load_model()
     backend = preset_backend(preset, lm, progress=progress)
     work = work_dir or REPO_ROOT / "build" / "baseline" / preset.name

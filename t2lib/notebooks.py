@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from t2lib.paths import REPO_ROOT
+from fishfarm.backends import BACKEND_CHOICES
 from t2lib.presets import PRESETS
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -45,14 +46,17 @@ def run_notebook(path: Path, out_dir: Path, *, parameters: dict, progress: bool 
     return out
 
 
-def run_notebooks(preset: str, out_dir: Path, *, only: Sequence[str] = (), progress: bool = True) -> list[Path]:
-    """Executes the numbered notebooks (those `only` names, else all) in order on `preset`, into
-    out_dir/<preset>/, printing each one's time; returns the executed copies' paths."""
+def run_notebooks(preset: str, out_dir: Path, *, only: Sequence[str] = (), progress: bool = True,
+                  backend: str | None = None) -> list[Path]:
+    """Executes the numbered notebooks (those `only` names, else all) in order on `preset` (with
+    BACKEND=`backend` where given), into out_dir/<preset>/, printing each one's time; returns the
+    executed copies' paths."""
+    parameters = {"PRESET": preset, **({"BACKEND": backend} if backend else {})}
     done = []
     for nb in list_notebooks(only=only):
         start = time.time()
-        print(f"== {nb.name} (PRESET={preset})", flush=True)
-        done.append(run_notebook(nb, out_dir / preset, parameters={"PRESET": preset}, progress=progress))
+        print(f"== {nb.name} ({', '.join(f'{k}={v}' for k, v in parameters.items())})", flush=True)
+        done.append(run_notebook(nb, out_dir / preset, parameters=parameters, progress=progress))
         print(f"   done in {time.time() - start:.0f} s", flush=True)
     return done
 
@@ -62,13 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
     parser.add_argument("--out", default=str(REPO_ROOT / "build" / "notebooks"), help="executed copies")
     parser.add_argument("--only", nargs="*", default=(), help="notebook number prefixes, e.g. 01 02")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, help="generation backend (default: each notebook's preset's)")
     args = parser.parse_args(argv)
     if not list_notebooks(only=args.only):
         parser.error(f"--only: no notebooks match {' '.join(args.only)} in {NOTEBOOKS_DIR}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         parser.error(f"--out: {out} exists and is not a folder")
-    run_notebooks(args.preset, out, only=args.only)
+    run_notebooks(args.preset, out, only=args.only, backend=args.backend)
     return 0
 
 

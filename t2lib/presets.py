@@ -41,7 +41,10 @@ class Preset:
         gpu_memory_gib: the CUDA GPU memory the preset needs (None: runs on the CPU); checked
             before any long work (`t2lib.reproduce`).
         backend: which generation backend answers: a name in `fishfarm.backends.BACKENDS`, or
-            "auto" (the first one that can run here).
+            "auto" (vLLM where it is installed and a CUDA GPU is present, else HF).
+        backend_options: backend name -> its own settings (`fishfarm.backends.make_backend`), e.g.
+            {"vllm": {"gpu_memory_utilization": 0.3}}: the share of one GPU the vLLM engine takes,
+            leaving the rest to the HF model that computes the gradients.
         dispatch_mode: how pass 1 reads the classification prompt: "choice" (category likelihoods)
             or "generate" (the paper's: generate, parse the box).
         cls_dispatch_mode: how the classification expert's answer is read (it is trained on the
@@ -72,6 +75,7 @@ class Preset:
     train_kl_sweep: tuple[float, ...] = ()
     expert_set: str = ""
     backend: str = "hf"
+    backend_options: dict = field(default_factory=dict)
     gpu_memory_gib: float | None = None
     dispatch_mode: str = "choice"
     cls_dispatch_mode: str = "generate"
@@ -117,6 +121,7 @@ PAPER_TRAIN = ReinforceConfig(steps=200, batch_size=256, micro_batch_size=8, lr=
                               schedule="cosine", grad_clip=1e-3, kl_coef=0.0, normalize_rewards=False,
                               parameterization="sigmoid", init_noise=0.01, eval_every=10)
 PAPER_KL_SWEEP = (0.0, 0.1, 0.2, 0.3)  # λ values the paper chooses among on validation
+VLLM_MEMORY = 0.3  # default share of a GPU the vLLM engine takes beside the HF model
 
 # Tiny: one α per expert, 6 candidates x 3 iterations on 10 shots (the uniform mixture and the
 # base model among the first; 16 evaluations, ~1-3 min per task on 2 cores).
@@ -143,6 +148,9 @@ PRESETS: dict[str, Preset] = {
                     inspect_prompts=6, inspect_max_new_tokens=128, suite="paper", paper_eval_limit=None,
                     paper_max_new_tokens=None, batch_size=64, train=PAPER_TRAIN,
                     train_kl_sweep=PAPER_KL_SWEEP, dispatch_mode="generate", cem=CEMConfig(),
+                    # one GPU for both engines: vLLM's weights (16 GB in bf16) and KV cache in 30% of
+                    # it, the HF model and its update in the rest (README, Backends)
+                    backend="auto", backend_options={"vllm": {"gpu_memory_utilization": VLLM_MEMORY}},
                     # the update peaked at 57.6 GiB on an H100 (README, Benchmarks): an 80 GB GPU
                     gpu_memory_gib=70.0),
 }
@@ -153,9 +161,6 @@ def get_preset(name: str, **overrides) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)
-
-
-MODEL_OPTIONS = ("backend", "model", "targets")
 
 
 def add_preset_arguments(parser, *, model_options: bool = True) -> None:
@@ -170,11 +175,49 @@ def add_preset_arguments(parser, *, model_options: bool = True) -> None:
                                             "any Llama, Mistral or Qwen2-family causal LM")
         parser.add_argument("--targets", choices=tuple(TARGET_SETS),
                             help="target matrices (default: the preset's, mlp; attn: q and v, as in Table 4)")
+        parser.add_argument("--vllm-memory", type=float, metavar="FRACTION",
+                            help=f"share of the GPU the vLLM engine takes, the rest left to the HF model that "
+                                 f"computes gradients (default {VLLM_MEMORY})")
+
+
+def with_options(preset: Preset, *, backend: str | None = None, model: str | None = None,
+                 targets: str | None = None, vllm_memory: float | None = None) -> Preset:
+    """Returns `preset` with the options a command line or a notebook's parameters cell gives
+    (None keeps the preset's): the backend ("auto" resolved here, so results name the one used),
+    the base model (then looked up everywhere, not in the pinned package), the target set and the
+    vLLM engine's share of the GPU.
+
+    Raises:
+        ValueError / BackendUnavailableError: an unknown value, or a backend that cannot run here,
+            with the fix, before any model is loaded.
+    """
+    from fishfarm.backends import resolve_backend
+    from t2lib.svd import TARGET_SETS
+
+    changes: dict = {}
+    if model:
+        changes.update(model=model, model_source="auto")
+    if targets:
+        if targets not in TARGET_SETS:
+            raise ValueError(f"unknown target set {targets!r}; choose one of {', '.join(TARGET_SETS)}")
+        changes["targets"] = targets
+    if vllm_memory is not None:
+        if not 0 < vllm_memory < 1:
+            raise ValueError(f"--vllm-memory {vllm_memory}: give the vLLM engine's share of the GPU as a fraction "
+                             "between 0 and 1, e.g. 0.3")
+        options = {k: dict(v) for k, v in preset.backend_options.items()}
+        options.setdefault("vllm", {})["gpu_memory_utilization"] = vllm_memory
+        changes["backend_options"] = options
+    name = backend or preset.backend
+    if name not in BACKEND_CHOICES:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_CHOICES)}")
+    changes["backend"] = resolve_backend(name)
+    return replace(preset, **changes)
 
 
 def preset_from_args(args) -> Preset:
-    """Returns the preset a command line names, with its --backend, --model and --targets."""
-    overrides = {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k, None)}
-    if "model" in overrides:  # a model named here is looked up everywhere, not in the pinned package
-        overrides["model_source"] = "auto"
-    return get_preset(args.preset, **overrides)
+    """Returns the preset a command line names, with its --backend, --model, --targets and
+    --vllm-memory."""
+    return with_options(get_preset(args.preset), backend=getattr(args, "backend", None),
+                        model=getattr(args, "model", None), targets=getattr(args, "targets", None),
+                        vllm_memory=getattr(args, "vllm_memory", None))

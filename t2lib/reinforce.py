@@ -169,20 +169,29 @@ class ReinforceTrainer:
     Args:
         svf: the base model wrapped for SVF (its live weights are changed during training and
             restored at the end).
-        backend: generates rollouts and computes log-probs on `svf.model` (an `HFBackend`).
+        backend: generates rollouts and scores validation on `svf.model` (HF, or vLLM synced
+            through `svf`).
         task: the training task (its train split).
         config: the REINFORCE settings.
         run_dir: where the checkpoint and metrics.jsonl go.
         validation: the task's validation split (best expert chosen on it); None: the last step.
         name: the expert's name ("math", "code", ...).
         progress: show a tqdm bar over steps.
+        grad_backend: computes the differentiable log-probs of the update and the KL reference
+            on `svf.model` (default: `backend`); it must read the model's live tensors (HF), so a
+            vLLM `backend` comes with an HF `grad_backend` (`t2lib.session.Session.grad_backend`).
     """
 
     def __init__(self, svf: SVFModel, backend, task: Task, *, config: ReinforceConfig,
                  run_dir: str | Path, validation: Task | None = None, name: str = "expert",
-                 progress: bool = True):
+                 progress: bool = True, grad_backend=None):
         self.svf, self.backend, self.task, self.config = svf, backend, task, config
-        self.autocast_dtype = resolve_grad_dtype(config.grad_dtype, backend.device)
+        self.grad_backend = grad_backend or backend
+        if not getattr(self.grad_backend, "shares_weights", False):
+            raise ValueError(f"backend {getattr(self.grad_backend, 'name', self.grad_backend)!r} computes no gradients "
+                             "through the model's weights; pass grad_backend=<an HF backend over svf.model> "
+                             "(t2lib.session.Session.grad_backend)")
+        self.autocast_dtype = resolve_grad_dtype(config.grad_dtype, self.grad_backend.device)
         self.validation = validation
         self.run_dir = Path(run_dir)
         self.name = name
@@ -333,7 +342,7 @@ class ReinforceTrainer:
         if c.grad_attention:
             model.set_attn_implementation(c.grad_attention)
         # Micro-batches of similar lengths waste less compute on padding; the sum is the same.
-        lengths = [len(self.backend.encode(r.prompt)) + len(r.continuation_ids or ()) for r in requests]
+        lengths = [len(self.grad_backend.encode(r.prompt)) + len(r.continuation_ids or ()) for r in requests]
         order = sorted(range(n), key=lambda i: lengths[i])
         pg_total, kl_total = 0.0, 0.0
         try:
@@ -342,7 +351,7 @@ class ReinforceTrainer:
                 chunk = [requests[i] for i in idx]
                 ref = self._reference_distributions(chunk) if c.kl_coef else None
                 with self.svf.factored(self.z, parameterization=c.parameterization), self._autocast():
-                    lp = self.backend.logprobs(chunk, grad=True, distributions=ref is not None)
+                    lp = self.grad_backend.logprobs(chunk, grad=True, distributions=ref is not None)
                 seq = lp.mean() if c.logprob_reduction == "mean" else lp.sums
                 weights = adv[idx].to(seq.device, seq.dtype)
                 loss = -(weights * seq).sum() / n
@@ -362,12 +371,12 @@ class ReinforceTrainer:
     def _autocast(self):
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.backend.device.type, dtype=getattr(torch, self.autocast_dtype))
+        return torch.autocast(self.grad_backend.device.type, dtype=getattr(torch, self.autocast_dtype))
 
     def _reference_distributions(self, chunk: Sequence[LogprobRequest]) -> torch.Tensor:
         """Returns the base model's log-distributions on `chunk` (the live weights are the base's)."""
         with self._autocast():
-            return self.backend.logprobs(chunk, distributions=True).log_dist.float()
+            return self.grad_backend.logprobs(chunk, distributions=True).log_dist.float()
 
     # -------------------------------------------------------------- the loop
     def evaluate(self, task: Task, z: dict[str, torch.Tensor] | None, *, limit: int | None = None,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from fishfarm.backends import BACKEND_CHOICES
 from t2lib.paths import REPO_ROOT, cache_dir, experts_dir
 from t2lib.presets import Preset, add_preset_arguments, preset_from_args
 
@@ -244,25 +245,29 @@ def expected_minutes(preset: Preset, kind: str, name: str) -> tuple[float, str]:
     return 10.0, basis + ": loads the model and the SVD, little generation"
 
 
-def run(preset: Preset, *, out: Path, progress: bool = True) -> None:
-    """Checks the preset's needs, trains the experts it lacks (resuming), then runs every notebook."""
+def run(preset: Preset, *, out: Path, progress: bool = True, backend: str | None = None) -> None:
+    """Checks the preset's needs, trains the experts it lacks (resuming), then runs every notebook
+    (training and notebooks on `backend` where given, else the preset's)."""
     from t2lib import train
     from t2lib.notebooks import run_notebooks
 
     for c in require(preset):
         print(f"ok   {c.name}: {c.detail}", flush=True)
-    if train.main(["--preset", preset.name, "--all", "--missing"]) != 0:
+    chosen = ["--backend", backend] if backend else []
+    if train.main(["--preset", preset.name, "--all", "--missing", *chosen]) != 0:
         raise SystemExit("training the missing experts failed")
-    run_notebooks(preset.name, out, progress=progress)
+    run_notebooks(preset.name, out, progress=progress, backend=backend)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_preset_arguments(parser, model_options=False)  # the notebooks read the preset as registered
+    parser.add_argument("--backend", choices=BACKEND_CHOICES,
+                        help="generation backend for training and every notebook (default: the preset's)")
     parser.add_argument("--out", default=str(REPO_ROOT / "build" / "notebooks"), help="executed notebooks")
     parser.add_argument("--plan", action="store_true", help="print the checks, the steps and their expected time")
     args = parser.parse_args(argv)
-    preset = preset_from_args(args)
+    preset = preset_from_args(args)  # an unusable --backend fails here, naming the fix
     if args.plan:
         for c in preflight(preset):
             print(f"{'ok  ' if c.ok else 'MISSING'} {c.name}: {c.detail}" + (f"\n        fix: {c.fix}" if c.fix else ""))
@@ -273,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{total:8.1f} min  in all ({total / 60:.1f} h)")
         return 0
     try:
-        run(preset, out=Path(args.out))
+        run(preset, out=Path(args.out), backend=args.backend and preset.backend)
     except PreflightError as err:
         parser.exit(2, f"{err}\n")
     return 0

@@ -84,7 +84,8 @@ def train_expert(session: Session, task: str, *, config: ReinforceConfig | None 
         cfg = replace(config, kl_coef=kl)
         folder = run_root / f"kl{kl:g}" if len(kl_coefs) > 1 else run_root
         trainer = ReinforceTrainer(session.svf, session.backend, splits.train, config=cfg, run_dir=folder,
-                                   validation=splits.validation, name=name, progress=progress)
+                                   validation=splits.validation, name=name, progress=progress,
+                                   grad_backend=session.grad_backend)
         result = trainer.train(fresh=fresh)
         if best is None or result.expert.metrics["val_accuracy"] > best[1].expert.metrics["val_accuracy"]:
             best = (trainer, result)

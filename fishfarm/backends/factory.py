@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 
-# name -> "module:Class". "auto" takes the first entry, in this order, whose `available()` says yes.
+# name -> "module:Class". "auto" takes the first entry, in this order, that can run here and is
+# worth it (`auto_available()` where a class has one, else `available()`): vLLM on a CUDA GPU, else HF.
 BACKENDS: dict[str, str] = {
+    "vllm": "fishfarm.backends.vllm:VLLMBackend",
     "hf": "fishfarm.backends.hf:HFBackend",
 }
 BACKEND_CHOICES = (*BACKENDS, "auto")
@@ -37,7 +39,8 @@ def resolve_backend(name: str) -> str:
     """
     if name == "auto":
         for candidate in BACKENDS:
-            if backend_class(candidate).available() is None:
+            cls = backend_class(candidate)
+            if getattr(cls, "auto_available", cls.available)() is None:
                 return candidate
         raise BackendUnavailableError("no registered backend can run here")  # hf always can
     reason = backend_class(name).available()
@@ -54,6 +57,7 @@ def make_backend(name: str, model, tokenizer, **options):
         model: the live HF model (its weights are the base model's, or an expert's).
         tokenizer: its tokenizer.
         **options: the backend's own settings (HF: batch_size, max_batch_tokens,
-            logprob_batch_size, progress, min_shared_prefix).
+            logprob_batch_size, progress, min_shared_prefix; vLLM also: max_model_len,
+            gpu_memory_utilization, tensor_parallel_size, enforce_eager, model_path, seed).
     """
     return backend_class(resolve_backend(name))(model, tokenizer, **options)

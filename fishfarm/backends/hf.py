@@ -50,7 +50,8 @@ class _FinishTracker(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
-def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """Returns (text before the first stop string, whether one was found)."""
     cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
     return (text[:min(cuts)], True) if cuts else (text, False)
 
@@ -215,7 +216,7 @@ class HFBackend:
             end = tracker.end[row] if tracker.end[row] is not None else new.shape[1]
             ids = new[row, :end].tolist()
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            text, cut = _cut_at_stop(text, sampling.stop)
+            text, cut = cut_at_stop(text, sampling.stop)
             reason = "stop" if cut else tracker.reason[row]
             results.append(GenerationResult(text=text, token_ids=tuple(ids),
                                             finish_reason=reason, prompt_tokens=len(prompts[row])))

