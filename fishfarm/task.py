@@ -38,18 +38,21 @@ class Task:
             own (default: the tokenizer's).
         score_workers: threads that score answers in parallel (use several for code tasks,
             whose scorer waits on sandboxed subprocesses).
+        official_scorer: the official code's verdict, (answer text, record) -> `Score`; when
+            given, `evaluate` also reports "accuracy_official" (`fishfarm.scoring.official`).
     """
 
     def __init__(self, name: str, records: Sequence[Record], *, prompt: PromptFn | None = None,
                  scorer: ScorerFn | None = None, id_field: str | None = None,
                  sampling: SamplingParams = SamplingParams(), chat_template: str | None = None,
-                 score_workers: int = 1):
+                 score_workers: int = 1, official_scorer: ScorerFn | None = None):
         self.name = name
         self.records = list(records)
         self._prompt_fn, self._scorer_fn = prompt, scorer
         self.sampling = sampling
         self.chat_template = chat_template
         self.score_workers = score_workers
+        self.official_scorer = official_scorer
         ids = [str(r[id_field]) if id_field else str(i) for i, r in enumerate(self.records)]
         if len(set(ids)) != len(ids):
             raise ValueError(f"task {name!r}: sample ids in field {id_field!r} are not unique; "
@@ -98,6 +101,12 @@ class Task:
         """Returns the score of `answer` to sample `sample_id`."""
         return self.score_answer(answer, self.record(sample_id))
 
+    def score_official(self, sample_id: str, answer: str) -> bool | None:
+        """Returns the official code's verdict on `answer` (None: the task has no official scorer)."""
+        if self.official_scorer is None:
+            return None
+        return bool(self.official_scorer(answer, self.record(sample_id)).correct)
+
     def score_many(self, sample_ids: Sequence[str], answers: Sequence[str]) -> list[Score]:
         """Returns the scores of many answers, using `score_workers` threads."""
         if len(sample_ids) != len(answers):
@@ -122,13 +131,16 @@ class Task:
         requests = [self.request(s, sampling=sampling) for s in ids]
         generations = backend.generate(requests, progress=progress)
         scores = self.score_many(ids, [g.text for g in generations])
+        official = [self.score_official(s, g.text) for s, g in zip(ids, generations)]
         samples = tuple(
             SampleResult(sample_id=s, answer=g.text, score=sc, finish_reason=g.finish_reason,
-                         prompt_tokens=g.prompt_tokens, completion_tokens=len(g.token_ids))
-            for s, g, sc in zip(ids, generations, scores))
+                         prompt_tokens=g.prompt_tokens, completion_tokens=len(g.token_ids), official=o)
+            for s, g, sc, o in zip(ids, generations, scores, official))
         n_correct = sum(s.score.correct for s in samples)
         metrics = {"accuracy": n_correct / len(samples) if samples else 0.0,
                    "n": float(len(samples)), "n_correct": float(n_correct),
                    "truncated": sum(s.finish_reason == "length" for s in samples) / max(
                        len(samples), 1)}
+        if self.official_scorer is not None:
+            metrics["accuracy_official"] = sum(map(bool, official)) / len(samples) if samples else 0.0
         return TaskResult(task=self.name, metrics=metrics, samples=samples)

@@ -170,13 +170,15 @@ class Score:
 
 @dataclass(frozen=True)
 class SampleResult:
-    """One evaluated sample: the answer, its score, and how generation ended."""
+    """One evaluated sample: the answer, its score, and how generation ended (`official`: the
+    official code's verdict, where the task has an official scorer; None otherwise)."""
     sample_id: str
     answer: str
     score: Score
     finish_reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    official: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from t2lib.atomic import atomic_write_csv, atomic_write_json
-from t2lib.cem import OFFICIAL_SHOT_SEEDS
+from t2lib.cem import MIX_SPACES, OFFICIAL_SHOT_SEEDS
 from t2lib.experts import Expert
 from t2lib.fingerprint import fingerprint
 from t2lib.paths import build_dir, experts_dir, figures_dir
@@ -103,7 +103,8 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
                 record = {"version": RECORD_VERSION, "row": {"task": name, "category": category, "strategy": strategy, "n": len(scored),
                                   "accuracy": round(result.accuracy, 4),
                                   "first_pass_s": round(result.first_pass_s, 1),
-                                  "second_pass_s": round(result.second_pass_s, 1)},
+                                  "second_pass_s": round(result.second_pass_s, 1),
+                                  **official_accuracy(result.samples)},
                           "labels": dict(Counter(result.labels)),
                           "reused_answers": result.extra["reused_answers"],
                           "ids": list(scored), "correct": [int(x.score.correct) for x in result.samples],
@@ -121,16 +122,30 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
     return out
 
 
+def official_accuracy(samples) -> dict:
+    """Returns {"accuracy_official": ...} where the task scored `samples` the official way too, else {}."""
+    verdicts = [s.official for s in samples if s.official is not None]
+    return {"accuracy_official": round(sum(verdicts) / len(verdicts), 4)} if verdicts and len(verdicts) == len(samples) else {}
+
+
+def table_columns(rows: Sequence[dict], columns: Sequence[str]) -> tuple[str, ...]:
+    """Returns `columns`, plus "accuracy_official" when every row has it (paper tasks)."""
+    official = bool(rows) and all("accuracy_official" in r for r in rows)
+    return (*columns, "accuracy_official") if official else tuple(columns)
+
+
 def write_outputs(result: dict, preset: Preset, *, started: float, name: str = "table2_adaptation",
                   config: dict | None = None) -> Path:
-    """Writes `<name>.csv`, the confusion and α figures and `<name>.json`; returns the CSV path."""
+    """Writes `<name>.csv` and `<name>.json`, and, for the preset's own table, the confusion and α
+    figures; returns the CSV path."""
     from t2lib.figures import adaptation_figures
     from t2lib.runinfo import write_results
 
     folder = figures_dir(preset.name)
     path = folder / f"{name}.csv"
-    atomic_write_csv(path, result["rows"], COLUMNS)
-    adaptation_figures(result, preset.suite_spec, folder)
+    atomic_write_csv(path, result["rows"], table_columns(result["rows"], COLUMNS))
+    if name == "table2_adaptation":
+        adaptation_figures(result, preset.suite_spec, folder)
     write_results(folder / f"{name}.json", result, preset=preset, config=config, started=started)
     return path
 
@@ -143,17 +158,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shot-seeds", choices=("kit", "official"), default="kit",
                         help="draw each task's few-shot shots with the preset's seed (kit) or with the official "
                              "script's per-task seeds (MATH 27, HumanEval 16, ARC-Challenge 38)")
+    parser.add_argument("--alpha", choices=("expert", "layer", "matrix"),
+                        help="few-shot mixing weights: one per expert, per expert and layer, or per expert and "
+                             "target matrix (the official script); default: the preset's")
+    parser.add_argument("--mix-space", choices=MIX_SPACES,
+                        help="mix the experts' stored vectors z (the paper's formula, the official code) or the "
+                             "scales they apply to σ; default: the preset's (z)")
     args = parser.parse_args(argv)
     preset = preset_from_args(args)
+    cem, protocol = preset.cem, []
     if args.shot_seeds == "official":
-        preset = replace(preset, cem=replace(preset.cem, shot_seeds=OFFICIAL_SHOT_SEEDS))
+        cem, protocol = replace(cem, shot_seeds=OFFICIAL_SHOT_SEEDS), protocol + ["official-shots"]
+    if args.alpha:
+        cem = replace(cem, per_matrix=args.alpha == "matrix", per_layer=args.alpha == "layer")
+        protocol.append(f"alpha-per-{args.alpha}")
+    if args.mix_space:
+        cem = replace(cem, mix_space=args.mix_space)
+        protocol.append(f"mix-{args.mix_space}")
+    if preset.arc_cot_prefix:
+        protocol.append("arc-cot")
+    preset = replace(preset, cem=cem)
     try:
         check_experts(preset, strategies=args.strategies)
     except FileNotFoundError as err:
         parser.error(str(err))
     started = time.time()
     result = run_adaptation(preset, strategies=args.strategies, fresh=args.fresh)
-    path = write_outputs(result, preset, started=started)
+    # Another protocol writes its own table, beside the preset's own (not over it).
+    path = write_outputs(result, preset, started=started,
+                         name="table2_adaptation" + "".join(f"_{p}" for p in protocol))
     print(f"wrote {path} in {time.time() - started:.0f} s")
     return 0
 

@@ -10,7 +10,14 @@ caller, who scores the result on the test split minus the shots.
 Mixing: with the "sigmoid" parameterization (the official code's) z' = Σ α_k z_k, as in the paper.
 With "direct" (z = 1 is the base model) the mixture is taken around the base,
 z' = 1 + Σ α_k (z_k − 1), which is the paper's formula whenever Σ α_k = 1 and keeps α = 0 at the
-base model instead of at z = 0 (all singular values removed).
+base model instead of at z = 0 (all singular values removed). That is mixing in z space, as the
+official `WeightedCombination` does with the raw vectors; `CEMConfig.mix_space="scale"` mixes the
+scales the experts apply to σ instead, s' = 1 + Σ α_k (s_k − 1), and gives a "direct" expert (for
+sigmoid experts the two differ: s_k = sigmoid(z_k), renormalized, is not linear in z_k).
+
+α comes one per expert, one per expert per layer (`per_layer`), or one per expert per target
+matrix (`per_matrix`: the official script's PER_LAYER=true, whose "layers" are the parameter
+tensors it adapts).
 """
 from __future__ import annotations
 
@@ -24,10 +31,12 @@ from tqdm.auto import tqdm
 
 from fishfarm.task import Task
 from fishfarm.types import LogprobRequest
-from t2lib.experts import Expert, identity_value, mix
+from t2lib.experts import Expert, effective_scale, identity_value, mix, target_order
 from t2lib.svd import parse_target
 from t2lib.svf import SVFModel
 
+
+MIX_SPACES = ("z", "scale")
 
 # The official few-shot script's seeds for drawing the shots of each unseen task (paper Table 2).
 OFFICIAL_SHOT_SEEDS = (("math", 27), ("humaneval", 16), ("arc_challenge", 38))
@@ -42,7 +51,12 @@ class CEMConfig:
         population: candidates per iteration (official: 32).
         elite_ratio: share of the population the Gaussian is refitted to (official: 0.2).
         iterations: CEM iterations (paper: at most 100; official script: 50).
-        per_layer: one α per expert per layer (official code) instead of one per expert.
+        per_layer: one α per expert per layer instead of one per expert.
+        per_matrix: one α per expert per target matrix (the official script: its
+            `WeightedCombination(per_layer=True)` keeps one weight per adapted parameter tensor);
+            takes precedence over `per_layer`.
+        mix_space: "z" (mix the stored vectors, the paper's z' = Σ α_k z_k and the official code's)
+            or "scale" (mix the scales they apply to σ; module docstring).
         init_std: standard deviation of the first population around the uniform mixture 1/K.
         bounds: α is clipped to this interval (official: [0, 1]).
         min_std: floor on the standard deviation (keeps the search from collapsing at once).
@@ -58,6 +72,8 @@ class CEMConfig:
     elite_ratio: float = 0.2
     iterations: int = 50
     per_layer: bool = True
+    per_matrix: bool = False
+    mix_space: str = "z"
     init_std: float = 0.3
     bounds: tuple[float, float] = (0.0, 1.0)
     min_std: float = 0.02
@@ -70,6 +86,8 @@ class CEMConfig:
             raise ValueError("CEMConfig needs population >= 2, iterations >= 1 and shots >= 1")
         if not 0 < self.elite_ratio <= 1:
             raise ValueError(f"CEMConfig.elite_ratio must be in (0, 1], got {self.elite_ratio}")
+        if self.mix_space not in MIX_SPACES:
+            raise ValueError(f"CEMConfig.mix_space must be one of {', '.join(MIX_SPACES)}; got {self.mix_space!r}")
         low, high = self.bounds
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(f"CEMConfig.bounds must be two finite numbers, low < high; got {self.bounds}")
@@ -88,7 +106,7 @@ class CEMResult:
     """The outcome of a search.
 
     Args:
-        alpha: the best mixing weights, shape [K] or [K, L].
+        alpha: the best mixing weights, shape [K], [K, L] or [K, M] (`CEMSearch.shape`).
         expert: the experts mixed with `alpha`.
         accuracy: its accuracy on the shots.
         loglik: the mean log-likelihood of its correct answers (−inf when none is correct).
@@ -104,12 +122,25 @@ class CEMResult:
     seconds: float = 0.0
 
 
-def mix_experts(experts: Sequence[Expert], alpha: torch.Tensor, *, name: str = "few-shot") -> Expert:
-    """Returns the mixture of `experts` with weights `alpha` (module docstring for the two forms).
-    `mix` checks the experts and α (shape, finite) and names what does not fit."""
+def mix_experts(experts: Sequence[Expert], alpha: torch.Tensor, *, name: str = "few-shot", space: str = "z",
+                decomp=None) -> Expert:
+    """Returns the mixture of `experts` with weights `alpha` (module docstring for the forms and the
+    spaces). `mix` checks the experts and α (shape, finite) and names what does not fit.
+
+    Args:
+        space: "z" or "scale"; "scale" needs `decomp` (the σ of each target) for sigmoid experts.
+    """
     if not experts:
         raise ValueError("mix_experts needs at least one expert")
+    if space not in MIX_SPACES:
+        raise ValueError(f"unknown mixing space {space!r}; choose one of {', '.join(MIX_SPACES)}")
     first = experts[0]
+    if space == "scale" and first.parameterization != "direct":
+        if decomp is None:
+            raise ValueError("mixing sigmoid experts in scale space needs the decomposition (their σ): pass decomp=")
+        experts = [Expert({n: effective_scale(v, decomp[n].S, e.parameterization).float() for n, v in e.z.items()},
+                          e.base_model, e.base_fingerprint, "direct", e.name, e.base_variant) for e in experts]
+        first = experts[0]
     if first.parameterization != "direct":
         return mix(experts, alpha, name=name)
     base = identity_value("direct")
@@ -138,15 +169,22 @@ class CEMSearch:
         self.svf, self.backend, self.experts, self.config = svf, backend, list(experts), config
         self.progress = progress
         self.num_layers = max(parse_target(n)[0] for n in experts[0].z) + 1
+        self.num_matrices = len(target_order(experts[0].z))
 
     @property
     def shape(self) -> tuple[int, ...]:
         k = len(self.experts)
+        if self.config.per_matrix:
+            return (k, self.num_matrices)
         return (k, self.num_layers) if self.config.per_layer else (k,)
+
+    def mixture(self, alpha: torch.Tensor, *, name: str = "few-shot") -> Expert:
+        """Returns the experts mixed with `alpha` in the configured space."""
+        return mix_experts(self.experts, alpha, name=name, space=self.config.mix_space, decomp=self.svf.decomp)
 
     def fitness(self, task: Task, shot_ids: Sequence[str], alpha: torch.Tensor) -> tuple[float, float]:
         """Returns (accuracy on the shots, mean log-likelihood of the correct answers) with α applied."""
-        with self.svf.using(mix_experts(self.experts, alpha)):
+        with self.svf.using(self.mixture(alpha)):
             result = task.evaluate(self.backend, sample_ids=shot_ids, progress=False)
             correct = [s for s in result.samples if s.score.correct]
             if not correct:
@@ -168,7 +206,7 @@ class CEMSearch:
             samples = (mean + std * torch.randn((c.population, *self.shape), generator=gen)).clamp(*c.bounds)
             if it == 0:
                 samples[0] = mean  # the uniform mixture is always among the candidates
-                if c.include_base and self.experts[0].parameterization == "direct" and len(samples) > 2:
+                if c.include_base and (self.experts[0].parameterization == "direct" or c.mix_space == "scale") and len(samples) > 2:
                     samples[1] = 0.0  # and so is the base model
             elif best is not None:
                 samples[0] = best[2]  # re-evaluated by construction: its score is cached below
@@ -191,5 +229,5 @@ class CEMSearch:
                             "std": float(std.mean())})
             bar.set_postfix(best=f"{best[0]:.0%}")
         acc, ll, alpha = best
-        return CEMResult(alpha=alpha, expert=mix_experts(self.experts, alpha), accuracy=acc, loglik=ll,
+        return CEMResult(alpha=alpha, expert=self.mixture(alpha), accuracy=acc, loglik=ll,
                          history=history, evaluations=evaluations, seconds=time.perf_counter() - started)

@@ -221,9 +221,10 @@ def mix(experts: Sequence[Expert], alpha: torch.Tensor | Sequence[float], *, nam
     Args:
         experts: K experts trained on the same base model, with the same targets, the same number
             of singular values per target, and the same parameterization.
-        alpha: mixing weights, shape [K] (one per expert) or [K, L] (one per expert per layer,
-            as in the official code); L is the number of layers. Any finite numbers: weights
-            outside [0, 1] extrapolate, which is allowed (CEM keeps its own bounds).
+        alpha: mixing weights, shape [K] (one per expert), [K, L] (one per expert per layer; L
+            is the number of layers) or [K, M] (one per expert per target matrix, in the order of
+            `target_order`; the official `WeightedCombination` with per_layer=true). Any finite
+            numbers: weights outside [0, 1] extrapolate, which is allowed (CEM keeps its own bounds).
 
     Raises:
         ExpertMismatchError: the experts differ in base weights, parameterization, targets or sizes.
@@ -234,11 +235,17 @@ def mix(experts: Sequence[Expert], alpha: torch.Tensor | Sequence[float], *, nam
     _check_mixable(experts)
     first = experts[0]
     num_layers = max(_layers(first.z)) + 1
-    alpha = _check_alpha(alpha, experts, num_layers)
+    order = {name: i for i, name in enumerate(target_order(first.z))}
+    alpha = _check_alpha(alpha, experts, num_layers, len(order))
     z = {}
     for target in first.z:
         layer, _ = parse_target(target)
-        weights = alpha if alpha.dim() == 1 else alpha[:, layer]
+        if alpha.dim() == 1:
+            weights = alpha
+        elif alpha.shape[1] == num_layers:  # with one target per layer both readings are the same
+            weights = alpha[:, layer]
+        else:
+            weights = alpha[:, order[target]]
         z[target] = sum(w * e.z[target].float() for w, e in zip(weights, experts))
     return Expert(z, first.base_model, first.base_fingerprint, first.parameterization, name,
                   first.base_variant, config={"mixed_from": [e.name for e in experts],
@@ -280,20 +287,27 @@ def _check_mixable(experts: Sequence[Expert]) -> None:
                                  "load it again from its file")
 
 
-def _check_alpha(alpha, experts: Sequence[Expert], num_layers: int) -> torch.Tensor:
-    """Returns α as an fp32 tensor of shape [K] or [K, L]; raises ValueError on anything else."""
+def target_order(names) -> list[str]:
+    """Returns target names by layer, then by name: the column order of a per-matrix α."""
+    return sorted(names, key=lambda n: (parse_target(n)[0], n))
+
+
+def _check_alpha(alpha, experts: Sequence[Expert], num_layers: int, num_matrices: int) -> torch.Tensor:
+    """Returns α as an fp32 tensor of shape [K], [K, L] or [K, M]; raises ValueError on anything else."""
     k = len(experts)
-    expected = f"({k},) or ({k}, {num_layers}) for {k} experts over {num_layers} layers"
+    expected = (f"({k},), ({k}, {num_layers}) or ({k}, {num_matrices}) for {k} experts over {num_layers} layers "
+                f"and {num_matrices} target matrices")
     try:
         alpha = torch.as_tensor(alpha, dtype=torch.float32).detach()
     except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"alpha must be numbers of shape {expected}; got {alpha!r} ({e})") from None
-    if alpha.shape not in ((k,), (k, num_layers)):
+    if alpha.shape not in ((k,), (k, num_layers), (k, num_matrices)):
         raise ValueError(f"alpha has shape {tuple(alpha.shape)}; expected {expected}")
     bad = (~torch.isfinite(alpha)).nonzero()
     if len(bad):
         index = bad[0].tolist()
-        where = f" at layer {index[1]}" if len(index) > 1 else ""
+        where = (f" at {'layer' if alpha.shape[1] == num_layers else 'matrix'} {index[1]}"
+                 if len(index) > 1 else "")
         raise ValueError(f"alpha for expert '{experts[index[0]].name}'{where} is {alpha[tuple(index)].item()}: "
                          "mixing weights must be finite numbers")
     return alpha

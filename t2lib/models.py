@@ -186,7 +186,7 @@ class LoadedModel:
 
 
 def load_model(name: str = DEFAULT_MODEL, *, source: Source = "auto", dtype: torch.dtype | str = "auto",
-               device: str | torch.device | None = None) -> LoadedModel:
+               device: str | torch.device | None = None, device_map: str | dict | None = None) -> LoadedModel:
     """Returns the model `name` loaded for inference (eval mode, no gradients on its weights).
 
     Args:
@@ -194,6 +194,9 @@ def load_model(name: str = DEFAULT_MODEL, *, source: Source = "auto", dtype: tor
         source: see `resolve_model`.
         dtype: torch dtype; "auto" picks fp32 on the CPU and bf16 on a GPU.
         device: "cpu", "cuda", ...; None picks the GPU when there is one.
+        device_map: shard the layers over several devices with accelerate (e.g. "auto" spreads a
+            70B model over every visible GPU; inputs go to the first layer's device); replaces
+            `device`.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -208,7 +211,10 @@ def load_model(name: str = DEFAULT_MODEL, *, source: Source = "auto", dtype: tor
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     elif isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(device).eval()
+    if device_map is not None:
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype, device_map=device_map).eval()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype).to(device).eval()
     model.requires_grad_(False)
     tokenizer = AutoTokenizer.from_pretrained(resolved.path)
     if tokenizer.pad_token is None:

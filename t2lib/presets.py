@@ -23,6 +23,9 @@ class Preset:
             to the exact base weights, and the committed figures are the same for everyone.
         targets: target set for SVF (paper default: MLP gate/up/down).
         dtype: model dtype; "auto" is fp32 on the CPU, bf16 on a GPU.
+        device_map: shard the HF model over several GPUs with accelerate ("auto"; the gradient
+            model of a 70B run), None: one device. The vLLM engine spreads over GPUs with
+            `backend_options={"vllm": {"tensor_parallel_size": n}}`.
         svd_storage_dtype: dtype of the cached U and Vᵀ ("bfloat16" halves the cache at 8B scale).
         inspect_prompts: prompts used to show what scaling singular values does (notebook 01).
         inspect_max_new_tokens: answer length in that demonstration.
@@ -40,6 +43,8 @@ class Preset:
             which share its base weights. Training writes to experts/<name>/.
         gpu_memory_gib: the CUDA GPU memory the preset needs (None: runs on the CPU); checked
             before any long work (`t2lib.reproduce`).
+        gpus: how many such GPUs (several: the HF model sharded by `device_map`, the vLLM engine
+            by tensor parallelism).
         backend: which generation backend answers: a name in `fishfarm.backends.BACKENDS`, or
             "auto" (vLLM where it is installed and a CUDA GPU is present, else HF).
         backend_options: backend name -> its own settings (`fishfarm.backends.make_backend`), e.g.
@@ -49,7 +54,10 @@ class Preset:
             or "generate" (the paper's: generate, parse the box).
         cls_dispatch_mode: how the classification expert's answer is read (it is trained on the
             "generate" reading).
-        cem: the few-shot search over mixing weights α.
+        cem: the few-shot search over mixing weights α (`per_layer`, `per_matrix`, `mix_space`,
+            `shot_seeds`: README, "Departures from the official protocol").
+        arc_cot_prefix: ARC answers start with "Let's think step by step", as the official code's
+            Llama-3 template writes them (paper suite only; default off: the paper does not say so).
         train_by_task: task name -> settings that replace `train` for that task's expert.
         train_kl_sweep: λ values to train each expert with, keeping the best on validation
             (empty: `train.kl_coef` alone).
@@ -60,6 +68,7 @@ class Preset:
     model_source: str = "auto"
     targets: str = "mlp"
     dtype: str = "auto"
+    device_map: str | None = None
     svd_storage_dtype: str = "float32"
     inspect_prompts: int = 6
     inspect_max_new_tokens: int = 48
@@ -77,9 +86,11 @@ class Preset:
     backend: str = "hf"
     backend_options: dict = field(default_factory=dict)
     gpu_memory_gib: float | None = None
+    gpus: int = 1
     dispatch_mode: str = "choice"
     cls_dispatch_mode: str = "generate"
     cem: CEMConfig = field(default_factory=CEMConfig)
+    arc_cot_prefix: bool = False
 
     def __post_init__(self):
         if not self.expert_set:
@@ -98,7 +109,8 @@ class Preset:
         """Returns task `name` of `suite` (default: the preset's) on `split`; a paper-scale
         suite's tasks get the preset's `paper_max_new_tokens`, the others keep their own budgets."""
         s = get_suite(suite or self.suite)
-        return s.task(name, split, max_new_tokens=self.paper_max_new_tokens if s.paper_scale else None)
+        return s.task(name, split, max_new_tokens=self.paper_max_new_tokens if s.paper_scale else None,
+                      arc_cot_prefix=self.arc_cot_prefix)
 
     def train_config(self, task: str) -> ReinforceConfig:
         """Returns the training settings of `task`'s expert."""
@@ -106,7 +118,8 @@ class Preset:
 
     def load_model(self, *, device=None) -> LoadedModel:
         """Returns the preset's base model, loaded from its pinned source."""
-        return load_model(self.model, source=self.model_source, dtype=self.dtype, device=device)
+        return load_model(self.model, source=self.model_source, dtype=self.dtype, device=device,
+                          device_map=self.device_map)
 
 
 # Tiny: measured on 2 cores, a few minutes per expert (see the README's expert table). Batch-normalized
@@ -117,7 +130,10 @@ TINY_TRAIN = ReinforceConfig(steps=20, batch_size=16, micro_batch_size=8, lr=1e-
 # Paper Table 6 and the official configs (README, "Where the kit differs"): AdamW lr 2e-3 with cosine decay, 256
 # prompts a step, gradient norm clipped at 1e-3, greedy rollouts, raw ±1 rewards, z starting at
 # 0.1 + 0.01·N(0, 1) through the official sigmoid parameterization, validation every 10 steps.
-PAPER_TRAIN = ReinforceConfig(steps=200, batch_size=256, micro_batch_size=8, lr=2e-3, optimizer="adamw",
+# Micro-batches of 4 (the same gradient as 8, accumulated): the update peaked at 57.6 GiB with 8 on an
+# H100, which leaves no room for the vLLM engine's 30% of an 80 GB GPU; with 4, about 48 GiB (estimated
+# from the 8 and 16 measurements; README, Backends).
+PAPER_TRAIN = ReinforceConfig(steps=200, batch_size=256, micro_batch_size=4, lr=2e-3, optimizer="adamw",
                               schedule="cosine", grad_clip=1e-3, kl_coef=0.0, normalize_rewards=False,
                               parameterization="sigmoid", init_noise=0.01, eval_every=10)
 PAPER_KL_SWEEP = (0.0, 0.1, 0.2, 0.3)  # λ values the paper chooses among on validation
@@ -154,6 +170,13 @@ PRESETS: dict[str, Preset] = {
                     # the update peaked at 57.6 GiB on an H100 (README, Benchmarks): an 80 GB GPU
                     gpu_memory_gib=70.0),
 }
+# Llama-3-70B-Instruct, the paper's third model (README, Backends: the memory plan): the HF model
+# and its SVD factors sharded over 8 GPUs by accelerate, the vLLM engine over the same 8 by tensor
+# parallelism. Wired and checked on the CPU as far as those engines go; not run on GPUs here.
+PRESETS["paper-70b"] = replace(PRESETS["paper"], name="paper-70b", model="meta-llama/Meta-Llama-3-70B-Instruct",
+                               device_map="auto", gpus=8, expert_set="paper-70b",
+                               backend_options={"vllm": {"gpu_memory_utilization": VLLM_MEMORY,
+                                                         "tensor_parallel_size": 8}})
 
 
 def get_preset(name: str, **overrides) -> Preset:
@@ -175,17 +198,19 @@ def add_preset_arguments(parser, *, model_options: bool = True) -> None:
                                             "any Llama, Mistral or Qwen2-family causal LM")
         parser.add_argument("--targets", choices=tuple(TARGET_SETS),
                             help="target matrices (default: the preset's, mlp; attn: q and v, as in Table 4)")
+        parser.add_argument("--arc-cot", action="store_true",
+                            help="ARC answers start with \"Let's think step by step\" (the official Llama-3 ARC template)")
         parser.add_argument("--vllm-memory", type=float, metavar="FRACTION",
                             help=f"share of the GPU the vLLM engine takes, the rest left to the HF model that "
                                  f"computes gradients (default {VLLM_MEMORY})")
 
 
 def with_options(preset: Preset, *, backend: str | None = None, model: str | None = None,
-                 targets: str | None = None, vllm_memory: float | None = None) -> Preset:
+                 targets: str | None = None, vllm_memory: float | None = None, arc_cot: bool = False) -> Preset:
     """Returns `preset` with the options a command line or a notebook's parameters cell gives
     (None keeps the preset's): the backend ("auto" resolved here, so results name the one used),
-    the base model (then looked up everywhere, not in the pinned package), the target set and the
-    vLLM engine's share of the GPU.
+    the base model (then looked up everywhere, not in the pinned package), the target set, the
+    vLLM engine's share of the GPU and the official ARC answer start (True turns it on).
 
     Raises:
         ValueError / BackendUnavailableError: an unknown value, or a backend that cannot run here,
@@ -194,7 +219,7 @@ def with_options(preset: Preset, *, backend: str | None = None, model: str | Non
     from fishfarm.backends import resolve_backend
     from t2lib.svd import TARGET_SETS
 
-    changes: dict = {}
+    changes: dict = {"arc_cot_prefix": True} if arc_cot else {}
     if model:
         changes.update(model=model, model_source="auto")
     if targets:
@@ -216,8 +241,8 @@ def with_options(preset: Preset, *, backend: str | None = None, model: str | Non
 
 
 def preset_from_args(args) -> Preset:
-    """Returns the preset a command line names, with its --backend, --model, --targets and
-    --vllm-memory."""
+    """Returns the preset a command line names, with its --backend, --model, --targets,
+    --vllm-memory and --arc-cot."""
     return with_options(get_preset(args.preset), backend=getattr(args, "backend", None),
                         model=getattr(args, "model", None), targets=getattr(args, "targets", None),
-                        vllm_memory=getattr(args, "vllm_memory", None))
+                        vllm_memory=getattr(args, "vllm_memory", None), arc_cot=getattr(args, "arc_cot", False))

@@ -34,6 +34,9 @@ KNOWN_SHAPES = {
     "mistralai/Mistral-7B-Instruct-v0.3": {"hidden_size": 4096, "intermediate_size": 14336,
                                            "num_hidden_layers": 32, "num_attention_heads": 32,
                                            "num_key_value_heads": 8},
+    "meta-llama/Meta-Llama-3-70B-Instruct": {"hidden_size": 8192, "intermediate_size": 28672,
+                                             "num_hidden_layers": 80, "num_attention_heads": 64,
+                                             "num_key_value_heads": 8},
 }
 
 
@@ -89,18 +92,22 @@ def check_model(preset: Preset) -> Check:
 
 
 def check_gpu(preset: Preset) -> Check:
-    """Checks for a CUDA GPU with the preset's `gpu_memory_gib` (no need: always met)."""
-    need = preset.gpu_memory_gib
+    """Checks for `preset.gpus` CUDA GPUs with `gpu_memory_gib` each (no need: always met)."""
+    need, count = preset.gpu_memory_gib, preset.gpus
     if not need:
         return Check("gpu", True, "not needed (runs on the CPU)")
     import torch
+    what = f"{count} GPUs with {need:.0f} GiB each" if count > 1 else f"one with {need:.0f} GiB"
+    fix = ("run on a machine with " + (f"{count} 80 GB GPUs" if count > 1 else "an 80 GB GPU (A100/H100/H200 80 GB)")
+           + ", or use PRESET=rehearsal on the CPU to rehearse every paper-scale path")
     if not torch.cuda.is_available():
-        return Check("gpu", False, f"no CUDA GPU; preset {preset.name} needs one with {need:.0f} GiB",
-                     "run on a machine with an 80 GB GPU (A100/H100/H200 80 GB), or use PRESET=rehearsal "
-                     "on the CPU to rehearse every paper-scale path")
-    total = torch.cuda.get_device_properties(0).total_memory / GIB
+        return Check("gpu", False, f"no CUDA GPU; preset {preset.name} needs {what}", fix)
+    found = torch.cuda.device_count()
+    if found < count:
+        return Check("gpu", False, f"{found} CUDA GPU(s); preset {preset.name} needs {what}", fix)
+    total = min(torch.cuda.get_device_properties(i).total_memory for i in range(count)) / GIB
     ok = total >= need
-    return Check("gpu", ok, f"{torch.cuda.get_device_name(0)} with {total:.1f} GiB (needs {need:.0f} GiB)",
+    return Check("gpu", ok, f"{count} x {torch.cuda.get_device_name(0)} with {total:.1f} GiB (needs {need:.0f} GiB)",
                  "" if ok else "use a GPU with more memory, or lower the preset's micro_batch_size")
 
 

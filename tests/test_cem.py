@@ -121,3 +121,62 @@ def test_draw_shots_is_seeded_and_disjoint():
     assert draw_shots(ids, 5, seed=3) == (shots, rest) and draw_shots(ids, 5, seed=4)[0] != shots
     with pytest.raises(ValueError, match="cannot draw"):
         draw_shots(ids[:3], 3, seed=0)
+
+
+def test_per_matrix_alpha_weighs_each_target_matrix(setup):
+    from t2lib.experts import target_order
+
+    svf, backend, experts = setup
+    names = target_order(experts[0].z)
+    assert len(names) == 6 and [n.split(".")[2] for n in names] == ["0", "0", "0", "1", "1", "1"]
+    alpha = torch.zeros(3, 6)
+    alpha[2, names.index("model.layers.1.mlp.up_proj.weight")] = 1.0  # one matrix from expert 2
+    mixed = mix_experts(experts, alpha)
+    for name, v in mixed.z.items():
+        expected = experts[2].z[name] if name == "model.layers.1.mlp.up_proj.weight" else torch.ones_like(v)
+        assert torch.allclose(v, expected), name
+    search = CEMSearch(svf, backend, experts, progress=False,
+                       config=CEMConfig(population=3, iterations=1, per_matrix=True, seed=0))
+    assert search.shape == (3, 6)
+    task = the_expert_wins_task(experts, backend, svf, winner=1)
+    assert search.search(task, task.ids[:2]).alpha.shape == (3, 6)
+    with pytest.raises(ValueError, match=r"expected \(3,\), \(3, 2\) or \(3, 6\) for 3 experts over 2 layers"):
+        mix_experts(experts, torch.zeros(3, 4))
+
+
+def test_sigmoid_experts_mix_in_z_space_or_in_scale_space(tiny_svf):
+    from t2lib.experts import effective_scale
+
+    svf, _ = tiny_svf
+    experts = [svf.new_expert(name=f"s{i}", parameterization="sigmoid", noise_std=1.0, seed=i) for i in range(2)]
+    alpha = torch.tensor([0.3, 0.5])
+    raw = mix_experts(experts, alpha)  # the official WeightedCombination: Σ α_k z_k on the stored vectors
+    n = next(iter(raw.z))
+    assert raw.parameterization == "sigmoid"
+    assert torch.allclose(raw.z[n], 0.3 * experts[0].z[n] + 0.5 * experts[1].z[n])
+    scaled = mix_experts(experts, alpha, space="scale", decomp=svf.decomp)
+    S = svf.decomp[n].S
+    s = [effective_scale(e.z[n], S, "sigmoid") for e in experts]
+    assert scaled.parameterization == "direct"
+    assert torch.allclose(scaled.z[n], 1 + 0.3 * (s[0] - 1) + 0.5 * (s[1] - 1), atol=1e-6)
+    assert not torch.allclose(effective_scale(raw.z[n], S, "sigmoid"), scaled.z[n], atol=1e-3)
+    one_hot = mix_experts(experts, torch.tensor([0.0, 1.0]), space="scale", decomp=svf.decomp)
+    assert torch.allclose(one_hot.z[n], s[1], atol=1e-6)  # the expert's own scales
+    base = mix_experts(experts, torch.zeros(2), space="scale", decomp=svf.decomp)
+    assert all(torch.allclose(v, torch.ones_like(v)) for v in base.z.values())
+    with pytest.raises(ValueError, match="needs the decomposition"):
+        mix_experts(experts, alpha, space="scale")
+    with pytest.raises(ValueError, match="mix_space must be one of z, scale"):
+        CEMConfig(mix_space="logits")
+
+
+def test_cem_searches_in_the_configured_space(setup, monkeypatch):
+    svf, backend, experts = setup
+    seen = []
+    search = CEMSearch(svf, backend, experts, progress=False,
+                       config=CEMConfig(population=3, iterations=1, per_layer=False, mix_space="scale"))
+    real = search.mixture
+    monkeypatch.setattr(search, "mixture", lambda alpha, **kw: seen.append(alpha) or real(alpha, **kw))
+    task = the_expert_wins_task(experts, backend, svf, winner=0)
+    result = search.search(task, task.ids[:2])
+    assert len(seen) >= 3 and result.expert.parameterization == "direct"

@@ -87,3 +87,17 @@ def test_adapt_takes_the_official_shot_seeds(no_model, monkeypatch):
     adapt.main(["--preset", "tiny"])
     assert seen[0].cem.shot_seeds == OFFICIAL_SHOT_SEEDS and seen[0].cem.shot_seed("humaneval") == 16
     assert seen[1].cem.shot_seeds == () and seen[1].cem.shot_seed("humaneval") == seen[1].cem.seed
+
+
+def test_adapt_names_its_table_after_the_protocol(no_model, monkeypatch, tmp_path):
+    from t2lib import adapt
+
+    seen = {}
+    monkeypatch.setattr(adapt, "check_experts", lambda *a, **k: None)
+    monkeypatch.setattr(adapt, "run_adaptation", lambda preset, **k: seen.setdefault("preset", preset) and {"rows": []})
+    monkeypatch.setattr(adapt, "write_outputs", lambda result, preset, *, started, name: seen.setdefault("name", name))
+    adapt.main(["--preset", "smoke", "--backend", "hf", "--alpha", "matrix", "--mix-space", "scale",
+                "--shot-seeds", "official", "--arc-cot"])
+    cem = seen["preset"].cem
+    assert cem.per_matrix and not cem.per_layer and cem.mix_space == "scale" and cem.shot_seeds
+    assert seen["name"] == "table2_adaptation_official-shots_alpha-per-matrix_mix-scale_arc-cot"

@@ -318,7 +318,7 @@ def test_mix_refuses_non_finite_alpha(svf, bad):
 def test_mix_refuses_bad_alpha_shapes_and_nan_z(svf):
     a, b = trained(svf, "a", 1), trained(svf, "b", 2)
     for alpha in ([0.5], [[0.5, 0.5, 0.5]] * 2, torch.ones(2, 3), 0.5):
-        with pytest.raises(ValueError, match=r"expected \(2,\) or \(2, 2\)"):
+        with pytest.raises(ValueError, match=r"expected \(2,\), \(2, 2\) or \(2, 6\)"):
             mix([a, b], alpha)
     with pytest.raises(ValueError, match="alpha must be numbers"):
         mix([a, b], [0.5, [0.1, 0.2]])

@@ -87,7 +87,7 @@ def test_mix_per_expert_and_per_layer(tiny_llama, tmp_path):
         src = e1 if ".layers.0." in n else e2
         torch.testing.assert_close(m2.z[n], src.z[n])
     assert m2.config["mixed_from"] == ["a", "b"]
-    with pytest.raises(ValueError, match=r"expected \(2,\) or \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"expected \(2,\), \(2, 2\) or \(2, 6\) for 2 experts over 2 layers and 6 target"):
         mix([e1, e2], [0.5, 0.3, 0.2])
     other = svf_for(make_tiny_llama(seed=7), tmp_path)
     with pytest.raises(ExpertMismatchError, match="different base weights"):

@@ -68,3 +68,19 @@ def test_hub_cache_is_preferred(monkeypatch, saved_tiny):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
     resolved = resolve_model("someone/tiny")
     assert resolved.source == "hub-cache" and resolved.path == saved_tiny and calls == [True]
+
+
+def test_a_device_map_shards_through_accelerate_with_the_same_answers(saved_tiny, tiny_tokenizer):
+    """The 70B path (accelerate's device_map for the gradient model), as far as one CPU allows:
+    the same weights and greedy answers as a plain load."""
+    from fishfarm.backends import make_backend
+    from fishfarm.types import GenerationRequest, Prompt, SamplingParams
+
+    plain = load_model(str(saved_tiny), device="cpu")
+    sharded = load_model(str(saved_tiny), device_map={"": "cpu"})
+    assert all(p.device.type == "cpu" for p in sharded.model.parameters())
+    for (name, p), (_, q) in zip(plain.model.named_parameters(), sharded.model.named_parameters()):
+        assert torch.equal(p, q), name
+    requests = [GenerationRequest(Prompt.chat(w), SamplingParams(max_new_tokens=6)) for w in ("cat", "dog")]
+    answers = [make_backend("hf", lm.model, lm.tokenizer, progress=False).generate(requests) for lm in (plain, sharded)]
+    assert [a.token_ids for a in answers[0]] == [a.token_ids for a in answers[1]]

@@ -102,3 +102,14 @@ def test_the_rehearsal_preset_takes_the_paper_paths_with_tiny_budgets():
     assert r.cem.per_layer and r.cem.elite_ratio == paper.cem.elite_ratio
     assert r.train.normalize_rewards == paper.train.normalize_rewards and r.train.schedule == paper.train.schedule
     assert "classification" in r.suite_spec.trainable and r.gpu_memory_gib is None
+
+
+def test_the_70b_preset_asks_for_eight_gpus_and_shards_both_engines(no_hub_no_gpu):
+    preset = get_preset("paper-70b")
+    assert preset.device_map == "auto" and preset.gpus == 8 and preset.expert_set == "paper-70b"
+    assert preset.backend_options["vllm"]["tensor_parallel_size"] == 8
+    checks = {c.name: c for c in reproduce.preflight(preset)}
+    assert not checks["gpu"].ok and "needs 8 GPUs with 70 GiB each" in checks["gpu"].detail
+    assert "8 80 GB GPUs" in checks["gpu"].fix
+    size = reproduce.svd_cache_bytes(preset, reproduce.KNOWN_SHAPES[preset.model])
+    assert 130 < size / 2**30 < 140  # bf16 factors of 240 MLP matrices (28672 x 8192)

@@ -111,6 +111,7 @@ class VLLMBackend:
         cuda = torch.cuda.is_available() and next(model.parameters()).device.type == "cuda"
         # In-process engine: weights are handed over as tensors, and scripts need no __main__ guard.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # INFO lines at every call drown a notebook
         if not cuda:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         from vllm import LLM

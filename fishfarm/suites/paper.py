@@ -10,8 +10,9 @@ prefix (an opened code block, or the HumanEval stub), which is put back before s
 from __future__ import annotations
 
 from fishfarm.data import CodeProblem, load, task_prompt
-from fishfarm.data.prompts import OFFICIAL_STOP, code_prompt_text
+from fishfarm.data.prompts import LLAMA3_COT_PREFIX, OFFICIAL_STOP, code_prompt_text
 from fishfarm.scoring import score_choice, score_code, score_math, score_number
+from fishfarm.scoring.official import score_arc_official, score_gsm8k_official
 from fishfarm.suites.classification import classification_task as build_classification
 from fishfarm.suites.spec import Suite
 from fishfarm.task import Task
@@ -25,11 +26,13 @@ UNSEEN = {"math": "math", "code": "humaneval", "reasoning": "arc_challenge"}
 CATEGORY = {name: category for mapping in (TRAINING, UNSEEN) for category, name in mapping.items()}
 
 
-def _prompt(name: str):
+def _prompt(name: str, *, arc_cot_prefix: bool = False):
     def build(record) -> Prompt:
         tp = task_prompt(name, record)
         if CATEGORY[name] == "code":
             return Prompt.raw(code_prompt_text(tp))  # the official code template, for every model
+        if arc_cot_prefix and name.startswith("arc"):  # the official Llama-3 ARC template's answer start
+            return Prompt.chat(tp.user, system=tp.system, response_prefix=LLAMA3_COT_PREFIX)
         return Prompt.chat(tp.user, system=tp.system)
     return build
 
@@ -41,6 +44,15 @@ def _code_scorer(name: str):
     return score
 
 
+# The official evaluation's verdicts, reported beside the kit's ("accuracy_official"); the code tasks
+# run the same tests either way.
+OFFICIAL_SCORERS = {
+    "gsm8k": lambda a, r: score_gsm8k_official(a, r.answer),
+    "math": lambda a, r: score_math(a, r.answer, mode="official"),
+    "arc_easy": lambda a, r: score_arc_official(a, r.answer_index, r.choices),
+    "arc_challenge": lambda a, r: score_arc_official(a, r.answer_index, r.choices),
+}
+
 SCORERS = {
     "gsm8k": lambda a, r: score_number(a, r.answer),
     "math": lambda a, r: score_math(a, r.answer),
@@ -51,7 +63,8 @@ SCORERS = {
 }
 
 
-def paper_task(name: str, split: str = "test", *, source: str = "auto", max_new_tokens: int | None = None) -> Task:
+def paper_task(name: str, split: str = "test", *, source: str = "auto", max_new_tokens: int | None = None,
+               arc_cot_prefix: bool = False) -> Task:
     """Returns one of the paper's tasks on one split.
 
     Args:
@@ -59,13 +72,16 @@ def paper_task(name: str, split: str = "test", *, source: str = "auto", max_new_
         split: "train" | "validation" | "test" (see `fishfarm.data` for what exists offline).
         source: "auto" | "hub" | "offline".
         max_new_tokens: answer budget; default: the paper's (512, MATH 1024).
+        arc_cot_prefix: ARC answers start with "Let's think step by step" (`LLAMA3_COT_PREFIX`),
+            as the official code's Llama-3 template for ARC writes them.
     """
     if name not in SCORERS:
         raise KeyError(f"unknown paper task {name!r}; choose one of {', '.join(SCORERS)}")
     dataset = load(name, split, source=source)
     sampling = SamplingParams(max_new_tokens=max_new_tokens or PAPER_MAX_NEW_TOKENS[name], stop=OFFICIAL_STOP)
-    task = Task(name, dataset.records, id_field="id", prompt=_prompt(name), scorer=SCORERS[name],
-                sampling=sampling, score_workers=4 if CATEGORY[name] == "code" else 1)
+    task = Task(name, dataset.records, id_field="id", prompt=_prompt(name, arc_cot_prefix=arc_cot_prefix),
+                scorer=SCORERS[name], sampling=sampling, score_workers=4 if CATEGORY[name] == "code" else 1,
+                official_scorer=OFFICIAL_SCORERS.get(name))
     task.source, task.notes = dataset.source, dataset.notes
     return task
 
@@ -85,10 +101,10 @@ def paper_classification_task(split: str = "test", *, source: str = "auto", max_
     return build_classification(prompts, split, seed=CLS_SEED, max_new_tokens=max_new_tokens)
 
 
-def _build(name: str, split: str, budget: int | None) -> Task:
+def _build(name: str, split: str, budget: int | None, *, arc_cot_prefix: bool = False) -> Task:
     if name == "classification":  # its answer is one word after the primed "\boxed{": the task's own budget
         return paper_classification_task(split)
-    return paper_task(name, split, max_new_tokens=budget)
+    return paper_task(name, split, max_new_tokens=budget, arc_cot_prefix=arc_cot_prefix)
 
 
 PAPER_SUITE = Suite("paper", ("math", "code", "reasoning"), TRAINING, UNSEEN, "classification", _build,

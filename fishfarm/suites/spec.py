@@ -19,8 +19,9 @@ class Suite:
         unseen: category -> the task adaptation is tested on (paper Table 2); never trained on.
         classification: the dispatch task the classification expert trains on (None: the suite
             has none).
-        build: (task name, split, max_new_tokens or None) -> `Task`; None keeps the task's own
-            answer budget.
+        build: (task name, split, max_new_tokens or None, **options) -> `Task`; None keeps the
+            task's own answer budget; options are the suite's own task settings (paper:
+            `arc_cot_prefix`), which other suites ignore.
         paper_scale: the suite's tasks take a preset's `paper_max_new_tokens` and
             `paper_eval_limit` (the first n samples); the others take `eval_limit` (n samples
             spread over the split) and keep their own budgets.
@@ -31,7 +32,7 @@ class Suite:
     training: Mapping[str, str]
     unseen: Mapping[str, str]
     classification: str | None
-    build: Callable[[str, str, int | None], Task]
+    build: Callable[..., Task]
     paper_scale: bool = False
 
     @property
@@ -75,11 +76,11 @@ class Suite:
         extra = (self.classification,) if self.classification else ()
         return (*self.training.values(), *extra)
 
-    def task(self, name: str, split: str = "test", *, max_new_tokens: int | None = None) -> Task:
-        """Returns task `name` on `split` (None budget: the task's own)."""
+    def task(self, name: str, split: str = "test", *, max_new_tokens: int | None = None, **options) -> Task:
+        """Returns task `name` on `split` (None budget: the task's own), with the suite's task options."""
         if name not in self.tasks:
             raise self._unknown(name)
-        return self.build(name, split, max_new_tokens)
+        return self.build(name, split, max_new_tokens, **options)
 
     def _unknown(self, task: str) -> ValueError:
         return ValueError(f"unknown task {task!r} in the {self.name} suite; choose one of {', '.join(self.tasks)}")

@@ -104,7 +104,7 @@ def classification_task(split: str = "test", *, max_new_tokens: int = 8) -> Task
     return build_classification(prompts, split, seed=str(SAMPLE_SEED), max_new_tokens=max_new_tokens)
 
 
-def _build(name: str, split: str, max_new_tokens: int | None) -> Task:
+def _build(name: str, split: str, max_new_tokens: int | None, **options) -> Task:
     if name == "classification":
         return classification_task(split, max_new_tokens=max_new_tokens or 8)
     return tiny_task(name, split, max_new_tokens=max_new_tokens)
