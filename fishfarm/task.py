@@ -40,12 +40,15 @@ class Task:
             whose scorer waits on sandboxed subprocesses).
         official_scorer: the official code's verdict, (answer text, record) -> `Score`; when
             given, `evaluate` also reports "accuracy_official" (`fishfarm.scoring.official`).
+        reference: record -> a correct answer as the model should write it (for next-token
+            training: the LoRA baseline, Table 4's next-token rows).
     """
 
     def __init__(self, name: str, records: Sequence[Record], *, prompt: PromptFn | None = None,
                  scorer: ScorerFn | None = None, id_field: str | None = None,
                  sampling: SamplingParams = SamplingParams(), chat_template: str | None = None,
-                 score_workers: int = 1, official_scorer: ScorerFn | None = None):
+                 score_workers: int = 1, official_scorer: ScorerFn | None = None,
+                 reference: Callable[[Record], str] | None = None):
         self.name = name
         self.records = list(records)
         self._prompt_fn, self._scorer_fn = prompt, scorer
@@ -53,6 +56,7 @@ class Task:
         self.chat_template = chat_template
         self.score_workers = score_workers
         self.official_scorer = official_scorer
+        self._reference_fn = reference
         ids = [str(r[id_field]) if id_field else str(i) for i, r in enumerate(self.records)]
         if len(set(ids)) != len(ids):
             raise ValueError(f"task {name!r}: sample ids in field {id_field!r} are not unique; "
@@ -100,6 +104,13 @@ class Task:
     def score(self, sample_id: str, answer: str) -> Score:
         """Returns the score of `answer` to sample `sample_id`."""
         return self.score_answer(answer, self.record(sample_id))
+
+    def reference_answer(self, sample_id: str) -> str:
+        """Returns the reference answer of a sample (the continuation next-token training fits)."""
+        if self._reference_fn is None:
+            raise ValueError(f"task {self.name!r} has no reference answers, which next-token training needs; "
+                             "build it with Task(..., reference=record -> answer text)")
+        return self._reference_fn(self.record(sample_id))
 
     def score_official(self, sample_id: str, answer: str) -> bool | None:
         """Returns the official code's verdict on `answer` (None: the task has no official scorer)."""

@@ -140,7 +140,25 @@ class Expert:
                 f"{label} was trained on {self.base_model}{_variant(self.base_variant)} (weights "
                 f"{self.base_fingerprint}); {model_id} has other weights ({decomp.base_fingerprint}) "
                 "of the same shape, e.g. the hub's copy versus the offline GGUF one. Load the base "
-                "model the expert was trained on, or retrain the expert on this one.")
+                "model the expert was trained on, or retrain the expert on this one; to apply it to "
+                "other weights on purpose (paper Table 5), use expert.transferred_to(decomp).")
+
+    def transferred_to(self, decomp: Decomposition, *, model_id: str = "this model") -> "Expert":
+        """Returns a copy of this expert for other base weights with the same target shapes: the
+        explicit opt-in past the weights check (paper Table 5, cross-model transfer). Its config
+        records where it came from.
+
+        Raises:
+            ExpertMismatchError: the targets or their sizes differ (z must fit σ entry by entry).
+        """
+        probe = Expert(self.z, self.base_model, decomp.base_fingerprint, self.parameterization, self.name)
+        probe.check_compatible(decomp, model_id=model_id)  # shapes only: the fingerprint now matches
+        return Expert({n: v.clone() for n, v in self.z.items()}, model_id, decomp.base_fingerprint,
+                      self.parameterization, self.name, "",
+                      {**self.config, "transferred_from": {"base_model": self.base_model,
+                                                           "base_variant": self.base_variant,
+                                                           "base_fingerprint": self.base_fingerprint}},
+                      dict(self.metrics))
 
     def stored_tensors(self) -> dict[str, torch.Tensor]:
         """Returns z as it is written to disk: fp32, on the CPU, contiguous, in target order."""
@@ -201,6 +219,15 @@ class Expert:
         return cls({n: z[n].to(device) for n in order}, meta["base_model"], meta["base_fingerprint"],
                    meta["parameterization"], meta.get("name", ""), meta.get("base_variant", ""),
                    meta.get("config", {}), meta.get("metrics", {}))
+
+
+def shuffled(expert: Expert, *, seed: int = 0) -> Expert:
+    """Returns `expert` with each matrix's z permuted at random (the paper's "shuffled σ" control,
+    Table 5): every value stays in its matrix, only which singular value it scales changes."""
+    gen = torch.Generator().manual_seed(seed)
+    z = {n: v[torch.randperm(v.numel(), generator=gen).to(v.device)] for n, v in expert.z.items()}
+    return Expert(z, expert.base_model, expert.base_fingerprint, expert.parameterization, f"{expert.name}-shuffled",
+                  expert.base_variant, {**expert.config, "shuffled_seed": seed}, {})
 
 
 def shift_table(expert: Expert, decomp: Decomposition) -> list[dict]:

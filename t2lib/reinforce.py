@@ -9,6 +9,12 @@ One step:
    z directly (no dL/dW', no weight-gradient products); optionally a KL penalty to the base model;
 5. clip, Adam(W) step.
 
+With `objective="next_token"` a step is supervised instead: the loss is the negative log-likelihood
+of the task's reference answers (`Task.reference_answer`), teacher-forced, through the same
+factored pass (paper Table 4, "next-token prediction"). What is trained is a hook
+(`_write_live`, `_write_base`, `_grad_context`, `result_from`), so `t2lib.lora.LoRATrainer` trains
+a LoRA adapter with the same loop, checkpoints, validation and metrics.
+
 The official code instead computes log-probs one sample at a time over the whole vocabulary and
 backpropagates through the composed W'; `bench/train_step.py` measures the difference.
 
@@ -37,6 +43,7 @@ from t2lib.samples import batch_ids, spread_ids
 from t2lib.svf import SVFModel
 
 CHECKPOINT_VERSION = 1
+OBJECTIVES = ("policy_gradient", "next_token")
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,8 @@ class ReinforceConfig:
             at the last step.
         eval_limit: validation samples per evaluation (None: the whole split).
         seed: drives the batch order, rollout sampling and the initial noise.
+        objective: "policy_gradient" (REINFORCE on the correctness reward, the paper's) or
+            "next_token" (the negative log-likelihood of the task's reference answers).
     """
 
     steps: int = 200
@@ -101,9 +110,10 @@ class ReinforceConfig:
     eval_every: int = 10
     eval_limit: int | None = None
     seed: int = 42
+    objective: str = "policy_gradient"
 
     def __post_init__(self):
-        choices = {"optimizer": ("adamw", "adam"), "schedule": ("cosine", "constant"),
+        choices = {"optimizer": ("adamw", "adam"), "schedule": ("cosine", "constant"), "objective": OBJECTIVES,
                    "logprob_reduction": ("mean", "sum"), "parameterization": PARAMETERIZATIONS,
                    "grad_dtype": (None, "auto", "bfloat16", "float16")}
         for key, allowed in choices.items():
@@ -185,23 +195,38 @@ class ReinforceTrainer:
     def __init__(self, svf: SVFModel, backend, task: Task, *, config: ReinforceConfig,
                  run_dir: str | Path, validation: Task | None = None, name: str = "expert",
                  progress: bool = True, grad_backend=None):
-        self.svf, self.backend, self.task, self.config = svf, backend, task, config
-        self.grad_backend = grad_backend or backend
-        if not getattr(self.grad_backend, "shares_weights", False):
-            raise ValueError(f"backend {getattr(self.grad_backend, 'name', self.grad_backend)!r} computes no gradients "
-                             "through the model's weights; pass grad_backend=<an HF backend over svf.model> "
-                             "(t2lib.session.Session.grad_backend)")
-        self.autocast_dtype = resolve_grad_dtype(config.grad_dtype, self.grad_backend.device)
-        self.validation = validation
-        self.run_dir = Path(run_dir)
-        self.name = name
-        self.progress = progress
+        self.svf = svf
+        self._setup(backend, task, config=config, run_dir=run_dir, validation=validation, name=name,
+                    progress=progress, grad_backend=grad_backend)
+        self.model = svf.model
         self.targets = list(svf.decomp)
         svf.model.requires_grad_(False)  # only the target matrices get gradients, one step at a time
         expert = svf.new_expert(parameterization=config.parameterization, name=name,
                                 noise_std=config.init_noise, seed=config.seed)
         device = svf.decomp[self.targets[0]].S.device
         self.z = {n: torch.nn.Parameter(expert.z[n].to(device, torch.float32)) for n in self.targets}
+        self._setup_optimizer()
+
+    def _setup(self, backend, task: Task, *, config: ReinforceConfig, run_dir: str | Path, validation: Task | None,
+               name: str, progress: bool, grad_backend) -> None:
+        """Sets what every trainer has: backends, task, config, run folder, validation split."""
+        self.backend, self.task, self.config = backend, task, config
+        self.grad_backend = grad_backend or backend
+        if not getattr(self.grad_backend, "shares_weights", False):
+            raise ValueError(f"backend {getattr(self.grad_backend, 'name', self.grad_backend)!r} computes no gradients "
+                             "through the model's weights; pass grad_backend=<an HF backend over svf.model> "
+                             "(t2lib.session.Session.grad_backend)")
+        if config.objective == "next_token":
+            task.reference_answer(task.ids[0])  # a task without reference answers fails here, naming the fix
+        self.autocast_dtype = resolve_grad_dtype(config.grad_dtype, self.grad_backend.device)
+        self.validation = validation
+        self.run_dir = Path(run_dir)
+        self.name = name
+        self.progress = progress
+
+    def _setup_optimizer(self) -> None:
+        """Builds the optimizer and schedule over `self.z` (the trained parameters) and the run state."""
+        config = self.config
         params = list(self.z.values())
         if config.optimizer == "adamw":
             self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -228,7 +253,29 @@ class ReinforceTrainer:
     def identity(self) -> dict:
         """Returns what a checkpoint must match to be resumed: config, task, base weights."""
         return {"config": asdict(self.config), "task": self.task.name, "train_size": len(self.task),
-                "base_fingerprint": self.svf.base_fingerprint, "targets": self.targets}
+                "base_fingerprint": self.base_fingerprint, "targets": self.targets}
+
+    # ------------------------------------------------- what is trained (hooks)
+    @property
+    def base_fingerprint(self) -> str:
+        return self.svf.base_fingerprint
+
+    def _write_live(self, params: dict[str, torch.Tensor]) -> None:
+        """Makes the live model answer with `params` (rollouts, evaluation)."""
+        self.svf.write_z(params, parameterization=self.config.parameterization)
+
+    def _write_base(self) -> None:
+        """Puts the base model back (the gradient passes and the KL reference run from it)."""
+        self.svf.restore()
+
+    def _grad_context(self):
+        """Returns the context in which a forward pass depends on `self.z` with gradients."""
+        return self.svf.factored(self.z, parameterization=self.config.parameterization)
+
+    def _identity_params(self) -> dict[str, torch.Tensor]:
+        """Returns parameters that leave the base model unchanged (nothing beat it on validation)."""
+        value = identity_value(self.config.parameterization)
+        return {n: torch.full_like(p, value) for n, p in self.z.items()}
 
     def save_checkpoint(self) -> None:
         """Writes the state after `step_done` steps atomically."""
@@ -282,6 +329,10 @@ class ReinforceTrainer:
                               temperature=c.temperature, top_p=base.top_p, stop=base.stop, seed=seed)
 
 
+    def result_from(self, params: dict[str, torch.Tensor]):
+        """Returns what training produces from `params` (an `Expert` here)."""
+        return self.expert_from(params)
+
     def expert_from(self, z: dict[str, torch.Tensor]) -> Expert:
         """Returns an expert holding `z`, with this run's config (and the autocast dtype that
         `grad_dtype` resolved to on this device, None for none: "auto" differs across CPUs)."""
@@ -294,7 +345,9 @@ class ReinforceTrainer:
         """Runs one REINFORCE update on `sample_ids`; returns its metrics."""
         c = self.config
         t0 = time.perf_counter()
-        self.svf.write_z(self.z, parameterization=c.parameterization)  # W' for the rollouts
+        if c.objective == "next_token":
+            return self._supervised_step(sample_ids, step=step)
+        self._write_live(self.z)  # W' for the rollouts
         sampling = self._sampling(self.task, step)
         requests = [self.task.request(s, sampling=sampling) for s in sample_ids]
         generations = self.backend.generate(requests, progress=False)
@@ -306,6 +359,17 @@ class ReinforceTrainer:
                        for r, g in zip(requests, generations)]
         pg_loss, kl_sum = self.accumulate_gradient(lp_requests, adv)
         t2 = time.perf_counter()
+        grad_norm, lr = self._optimizer_step()
+        return {"step": step, "reward": float(rewards.mean()), "accuracy": sum(s.correct for s in scores) / len(scores),
+                "pg_loss": pg_loss, "kl": kl_sum / len(sample_ids), "grad_norm": grad_norm, "lr": lr,
+                "answer_tokens": sum(len(g.token_ids) for g in generations) / len(generations),
+                "truncated": sum(g.finish_reason == "length" for g in generations) / len(generations),
+                "rollout_s": round(t1 - t0, 3), "update_s": round(time.perf_counter() - t1, 3),
+                "gradient_s": round(t2 - t1, 3)}
+
+    def _optimizer_step(self) -> tuple[float, float]:
+        """Clips, steps the optimizer and the schedule; returns (gradient norm before clipping, lr)."""
+        c = self.config
         params = list(self.z.values())
         if c.grad_clip is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.grad_clip))
@@ -315,12 +379,17 @@ class ReinforceTrainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return {"step": step, "reward": float(rewards.mean()), "accuracy": sum(s.correct for s in scores) / len(scores),
-                "pg_loss": pg_loss, "kl": kl_sum / len(sample_ids), "grad_norm": grad_norm, "lr": lr,
-                "answer_tokens": sum(len(g.token_ids) for g in generations) / len(generations),
-                "truncated": sum(g.finish_reason == "length" for g in generations) / len(generations),
-                "rollout_s": round(t1 - t0, 3), "update_s": round(time.perf_counter() - t1, 3),
-                "gradient_s": round(t2 - t1, 3)}
+        return grad_norm, lr
+
+    def _supervised_step(self, sample_ids: Sequence[str], *, step: int) -> dict:
+        """One next-token update: the mean negative log-likelihood of the reference answers."""
+        t0 = time.perf_counter()
+        requests = [LogprobRequest(self.task.request(s).prompt, continuation=self.task.reference_answer(s))
+                    for s in sample_ids]
+        nll, kl_sum = self.accumulate_gradient(requests, torch.ones(len(requests)))
+        grad_norm, lr = self._optimizer_step()
+        return {"step": step, "nll": nll, "kl": kl_sum / len(sample_ids), "grad_norm": grad_norm, "lr": lr,
+                "update_s": round(time.perf_counter() - t0, 3)}
 
     def accumulate_gradient(self, requests: Sequence[LogprobRequest], adv: torch.Tensor) -> tuple[float, float]:
         """Sets z.grad to the gradient of the REINFORCE loss (+ λ·KL) over `requests` at the
@@ -332,12 +401,12 @@ class ReinforceTrainer:
         """
         c = self.config
         n = len(requests)
-        self.svf.restore()  # base weights live: the targets run from the factors, the KL reference as is
+        self._write_base()  # base weights live: the targets run from the factors, the KL reference as is
         for p in self.z.values():
             p.grad = torch.zeros_like(p)
         if not bool(adv.abs().sum()) and c.kl_coef == 0:
             return 0.0, 0.0  # nothing to learn from this batch: skip the forward passes
-        model = self.svf.model
+        model = self.model
         attention = model.config._attn_implementation
         if c.grad_attention:
             model.set_attn_implementation(c.grad_attention)
@@ -350,7 +419,7 @@ class ReinforceTrainer:
                 idx = order[start:start + c.micro_batch_size]
                 chunk = [requests[i] for i in idx]
                 ref = self._reference_distributions(chunk) if c.kl_coef else None
-                with self.svf.factored(self.z, parameterization=c.parameterization), self._autocast():
+                with self._grad_context(), self._autocast():
                     lp = self.grad_backend.logprobs(chunk, grad=True, distributions=ref is not None)
                 seq = lp.mean() if c.logprob_reduction == "mean" else lp.sums
                 weights = adv[idx].to(seq.device, seq.dtype)
@@ -383,14 +452,14 @@ class ReinforceTrainer:
                  progress: bool = False) -> float:
         """Returns the accuracy on `task` with z (None: the base model), weights restored after."""
         if z is None:
-            self.svf.restore()
+            self._write_base()
         else:
-            self.svf.write_z(z, parameterization=self.config.parameterization)
+            self._write_live(z)
         try:
             return task.evaluate(self.backend, sample_ids=spread_ids(task.ids, limit),
                                  sampling=evaluation_sampling(self.config, task), progress=progress).accuracy
         finally:
-            self.svf.restore()
+            self._write_base()
 
     def _validate(self, step: int) -> dict:
         z = None if step == 0 else self.z
@@ -431,25 +500,24 @@ class ReinforceTrainer:
                 row = self.step(batch_ids(self.task.ids, step, c.batch_size, c.seed), step=step)
                 if self.validation is not None and (step % c.eval_every == 0 or step == c.steps):
                     row["val_accuracy"] = self._validate(step)["accuracy"]
-                self.svf.restore()
+                self._write_base()
                 self.train_seconds += time.perf_counter() - started
                 row["train_s"] = round(self.train_seconds, 1)
                 self.step_done = step
                 append_jsonl(self.metrics_path, row)
                 self.save_checkpoint()
                 bar.update(1)
-                bar.set_postfix(reward=f"{row['reward']:+.2f}",
-                                val=f"{self.evals[-1]['accuracy']:.0%}" if self.evals else "-")
+                loss = f"reward={row['reward']:+.2f}" if "reward" in row else f"nll={row['nll']:.3f}"
+                bar.set_postfix_str(f"{loss}, val={self.evals[-1]['accuracy']:.0%}" if self.evals else loss)
                 if on_step is not None:
                     on_step(row)
         finally:
             bar.close()
-            self.svf.restore()
+            self._write_base()
         best_z = self.best["z"] if self.validation is not None else self.z
         if best_z is None:  # no step beat the base model on validation: the expert is the identity
-            value = identity_value(c.parameterization)
-            best_z = {n: torch.full_like(p, value) for n, p in self.z.items()}
-        expert = self.expert_from(best_z)
+            best_z = self._identity_params()
+        expert = self.result_from(best_z)
         expert.metrics = {"best_step": self.best["step"] if self.validation is not None else c.steps,
                           "val_accuracy": self.best["accuracy"] if self.validation is not None else None,
                           "val_base_accuracy": self.evals[0]["accuracy"] if self.evals else None,

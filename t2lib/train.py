@@ -158,12 +158,13 @@ def compare_recorded(row: dict) -> str:
                                     f"{rec['expert_accuracy']:.1%})")
 
 
-def write_table(rows: Sequence[dict], preset: Preset) -> Path:
-    """Merges rows into the preset's table1_svf_vs_base.csv (one row per expert), and their
-    per-question test results into table1_svf_vs_base.json; returns the CSV's path."""
+def write_table(rows: Sequence[dict], preset: Preset, *, name: str = "table1_svf_vs_base") -> Path:
+    """Merges rows into the preset's <name>.csv (one row per expert; default table1_svf_vs_base,
+    the LoRA baseline writes table1_lora), and their per-question test results into <name>.json;
+    returns the CSV's path."""
     from t2lib.runinfo import write_results
 
-    path = figures_dir(preset.name) / "table1_svf_vs_base.csv"
+    path = figures_dir(preset.name) / f"{name}.csv"
     merged: dict[str, dict] = {}
     if path.exists():
         with path.open(newline="") as f:

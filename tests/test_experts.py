@@ -92,3 +92,34 @@ def test_mix_per_expert_and_per_layer(tiny_llama, tmp_path):
     other = svf_for(make_tiny_llama(seed=7), tmp_path)
     with pytest.raises(ExpertMismatchError, match="different base weights"):
         mix([e1, noisy(other, 1)], [0.5, 0.5])
+
+
+def test_shuffled_sigma_permutes_within_each_matrix_only(tiny_llama, tmp_path):
+    from t2lib.experts import shuffled
+
+    svf = svf_for(tiny_llama, tmp_path)
+    expert = svf.new_expert(name="e", noise_std=0.5, seed=3)
+    mixed = shuffled(expert, seed=1)
+    assert mixed.name == "e-shuffled" and mixed.config["shuffled_seed"] == 1
+    moved = 0
+    for n, v in expert.z.items():
+        assert torch.equal(mixed.z[n].sort().values, v.sort().values)  # the same values, in this matrix
+        moved += int(not torch.equal(mixed.z[n], v))
+    assert moved == len(expert.z)
+    assert all(torch.equal(a, b) for a, b in zip(shuffled(expert, seed=1).z.values(), mixed.z.values()))
+    svf.apply(mixed)  # same base weights: applies as the original would
+
+
+def test_transfer_to_other_weights_is_an_explicit_opt_in(tiny_llama, tmp_path):
+    svf = svf_for(tiny_llama, tmp_path)
+    expert = svf.new_expert(name="e", noise_std=0.5, seed=3)
+    other = svf_for(make_tiny_llama(seed=7), tmp_path)
+    with pytest.raises(ExpertMismatchError, match="use expert.transferred_to"):
+        other.apply(expert)
+    moved = expert.transferred_to(other.decomp, model_id="tiny-7")
+    other.apply(moved)
+    assert moved.config["transferred_from"]["base_fingerprint"] == expert.base_fingerprint
+    assert moved.base_model == "tiny-7" and all(torch.equal(moved.z[n], v) for n, v in expert.z.items())
+    narrower = svf_for(make_tiny_llama(seed=1, hidden=16), tmp_path)
+    with pytest.raises(ExpertMismatchError, match="singular values"):
+        expert.transferred_to(narrower.decomp)  # z must fit σ entry by entry

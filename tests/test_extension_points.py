@@ -205,7 +205,8 @@ def test_training_with_rollouts_from_an_own_copy_backend_matches_hf(tmp_path, on
     assert [h.get("reward") for h in a.history] == [h.get("reward") for h in b.history]
     for name in a.expert.z:
         torch.testing.assert_close(a.expert.z[name], b.expert.z[name], rtol=0, atol=1e-6)
-    assert a.expert.metrics == b.expert.metrics
+    timeless = [{k: v for k, v in e.expert.metrics.items() if k != "train_seconds"} for e in (a, b)]
+    assert timeless[0] == timeless[1]
     assert len(own.synced) > 3  # every rollout's z and every restore went through sync
 
 

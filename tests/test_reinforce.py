@@ -245,3 +245,42 @@ def test_auto_grad_dtype_uses_bf16_only_where_the_cpu_has_it(tmp_path, monkeypat
     assert reinforce.resolve_grad_dtype(None, "cpu") is None
     monkeypatch.setattr(reinforce, "CPUINFO", tmp_path / "missing")
     assert reinforce.resolve_grad_dtype("auto", "cpu") is None
+
+
+def reference_task(name="ref") -> Task:
+    records = [{"id": str(i), "q": w, "ref": w.upper()} for i, w in enumerate(WORDS)]
+    return Task(name, records, id_field="id", prompt=lambda r: f"Say {r['q']}",
+                scorer=lambda a, r: Score(correct=a.strip() == r["ref"]), sampling=SamplingParams(max_new_tokens=5),
+                reference=lambda r: r["ref"])
+
+
+def test_next_token_loss_is_the_hand_computed_negative_log_likelihood(tmp_path):
+    config = ReinforceConfig(steps=1, batch_size=3, micro_batch_size=2, lr=1e-2, grad_clip=None,
+                             objective="next_token", logprob_reduction="sum")
+    t = trainer(tmp_path, config, task=reference_task())
+    ids = t.task.ids[:3]
+    expected = 0.0
+    with torch.no_grad():
+        for s in ids:
+            prompt = t.backend.encode(t.task.request(s).prompt)
+            answer = t.backend.tokenizer(t.task.reference_answer(s), add_special_tokens=False)["input_ids"]
+            logits = t.svf.model(torch.tensor([prompt + answer])).logits[0].float()
+            logp = torch.log_softmax(logits[len(prompt) - 1:-1], -1)
+            expected -= float(logp.gather(1, torch.tensor(answer)[:, None]).sum()) / len(ids)
+    z0 = {n: p.detach().clone() for n, p in t.z.items()}
+    row = t.step(ids, step=1)
+    assert row["nll"] == pytest.approx(expected, rel=1e-4) and "reward" not in row
+    assert any(not torch.equal(z0[n], p) for n, p in t.z.items())  # z moved
+
+
+def test_next_token_training_lowers_the_reference_loss_and_needs_references(tmp_path):
+    config = ReinforceConfig(steps=6, batch_size=6, micro_batch_size=6, lr=5e-2, grad_clip=None,
+                             objective="next_token", logprob_reduction="mean", schedule="constant")
+    t = trainer(tmp_path, config, task=reference_task(), validation=reference_task())
+    result = t.train()
+    nll = [h["nll"] for h in result.history if "nll" in h]
+    assert len(nll) == 6 and nll[-1] < nll[0]
+    with pytest.raises(ValueError, match="task 'toy' has no reference answers, which next-token training needs"):
+        trainer(tmp_path, config, run="other")  # parity_task has none
+    with pytest.raises(ValueError, match="objective='sft'"):
+        ReinforceConfig(objective="sft")

@@ -9,6 +9,8 @@ prefix (an opened code block, or the HumanEval stub), which is put back before s
 """
 from __future__ import annotations
 
+import re
+
 from fishfarm.data import CodeProblem, load, task_prompt
 from fishfarm.data.prompts import LLAMA3_COT_PREFIX, OFFICIAL_STOP, code_prompt_text
 from fishfarm.scoring import score_choice, score_code, score_math, score_number
@@ -53,6 +55,23 @@ OFFICIAL_SCORERS = {
     "arc_challenge": lambda a, r: score_arc_official(a, r.answer_index, r.choices),
 }
 
+
+def _gsm8k_reference(r) -> str:
+    """GSM8K's worked solution without its calculator notes, ending as the prompt asks."""
+    body, _, answer = r.solution.partition("####")
+    return re.sub(r"<<[^>]*>>", "", body).strip() + f"\nThe answer is {answer.strip() or r.answer}."
+
+
+# What next-token training fits (the LoRA baseline): the worked solution, the reference program
+# after the opened code block, the official answer sentence.
+REFERENCES = {
+    "gsm8k": _gsm8k_reference,
+    "math": lambda r: r.solution,
+    "mbpp": lambda r: f"\n{r.reference_solution.strip()}\n```",
+    "arc_easy": lambda r: f"The answer is ({r.labels[r.answer_index]}).",
+    "arc_challenge": lambda r: f"The answer is ({r.labels[r.answer_index]}).",
+}
+
 SCORERS = {
     "gsm8k": lambda a, r: score_number(a, r.answer),
     "math": lambda a, r: score_math(a, r.answer),
@@ -81,7 +100,7 @@ def paper_task(name: str, split: str = "test", *, source: str = "auto", max_new_
     sampling = SamplingParams(max_new_tokens=max_new_tokens or PAPER_MAX_NEW_TOKENS[name], stop=OFFICIAL_STOP)
     task = Task(name, dataset.records, id_field="id", prompt=_prompt(name, arc_cot_prefix=arc_cot_prefix),
                 scorer=SCORERS[name], sampling=sampling, score_workers=4 if CATEGORY[name] == "code" else 1,
-                official_scorer=OFFICIAL_SCORERS.get(name))
+                official_scorer=OFFICIAL_SCORERS.get(name), reference=REFERENCES.get(name))
     task.source, task.notes = dataset.source, dataset.notes
     return task
 

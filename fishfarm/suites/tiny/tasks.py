@@ -86,12 +86,18 @@ def tiny_task(name: str, split: str = "test", *, max_new_tokens: int | None = No
     records = FAMILIES[name](split)
     if spec.category == "reasoning":
         return Task(name, records, id_field="id", prompt=_reasoning_prompt, sampling=sampling,
-                    scorer=lambda a, r: score_name(a, r["answer"], r["places"]))
+                    scorer=lambda a, r: score_name(a, r["answer"], r["places"]), reference=lambda r: r["answer"])
     if spec.category == "math":
         return Task(name, records, id_field="id", prompt=_math_prompt, sampling=sampling,
-                    scorer=lambda a, r: score_number(a, r["answer"]))
+                    scorer=lambda a, r: score_number(a, r["answer"]), reference=lambda r: r["answer"])
     return Task(name, records, id_field="id", prompt=_code_prompt, sampling=sampling, score_workers=4,
-                scorer=lambda a, r: score_code(a, r["tests"], entry_point=r["entry_point"]))
+                scorer=lambda a, r: score_code(a, r["tests"], entry_point=r["entry_point"]),
+                reference=_code_reference)
+
+
+def _code_reference(r) -> str:
+    """Returns the generator's solution as a Python code block (how the model answers)."""
+    return f"```python\n{r['solution']}```"
 
 
 def classification_task(split: str = "test", *, max_new_tokens: int = 8) -> Task:
