@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 TORCH_INDEX ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv reproduce plan test test-vllm lab notebooks figures baseline experts adapt clean-venv help
+.PHONY: venv reproduce plan test test-vllm lab notebooks figures baseline experts adapt ablations clean-venv help
 
 help:
 	@echo "make reproduce   check PRESET=$(PRESET)'s needs, train the experts it lacks, run every notebook in order"
@@ -22,6 +22,7 @@ help:
 	@echo "make baseline    base model accuracy on every task of PRESET=$(PRESET) (figures/baseline_*.csv)"
 	@echo "make experts     retrain the experts of PRESET=$(PRESET) (experts/tiny/ ships them; resumes)"
 	@echo "make adapt       base / prompt / cls-expert / few-shot on the unseen tasks (figures/table2_adaptation.csv)"
+	@echo "make ablations   Table 4: SVF and LoRA, policy gradient and next-token, MLP and attention (resumable)"
 	@echo "make lab         open JupyterLab on notebooks/"
 	@echo "make venv        (re)build .venv from requirements/ (done by the targets above)"
 
@@ -55,6 +56,9 @@ experts: $(STAMP)
 
 adapt: $(STAMP)
 	$(BIN)/python -m t2lib.adapt --preset $(PRESET)
+
+ablations: $(STAMP)
+	$(BIN)/python -m t2lib.ablations --preset $(PRESET)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
