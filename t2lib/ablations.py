@@ -38,8 +38,10 @@ from t2lib.presets import Preset, add_preset_arguments, preset_from_args
 
 RECORD_VERSION = 1
 LORA_LR = 5e-4  # the top of the paper's LoRA sweep
-COLUMNS = ("row", "method", "objective", "targets", "params", "train_task", "train_accuracy", "unseen_task",
-           "unseen_accuracy", "n_train", "n_unseen", "train_seconds", "paper_train", "paper_unseen", "paper_params")
+COLUMNS = ("row", "method", "objective", "targets", "params", "train_task", "train_accuracy", "train_low", "train_high",
+           "train_gain", "train_gain_low", "train_gain_high", "unseen_task", "unseen_accuracy", "unseen_low",
+           "unseen_high", "unseen_gain", "unseen_gain_low", "unseen_gain_high", "n_train", "n_unseen",
+           "train_seconds", "paper_train", "paper_unseen", "paper_params")
 
 
 @dataclass(frozen=True)
@@ -150,27 +152,42 @@ def run_ablations(preset: Preset, rows: Sequence[str] = tuple(BY_NAME), *, fresh
     return records
 
 
+def _scores(prefix: str, correct: Sequence[int], base: Sequence[int]) -> dict:
+    """Accuracy (%) with its Wilson interval, and the paired-bootstrap gain over the base (points)."""
+    from t2lib.paper import paired_interval, wilson_interval
+
+    n, p = len(correct), sum(correct) / len(correct)
+    low, high = wilson_interval(p, n)
+    out = {f"{prefix}_accuracy": round(100 * p, 2), f"{prefix}_low": round(100 * low, 2),
+           f"{prefix}_high": round(100 * high, 2)}
+    if correct is base:
+        return {**out, f"{prefix}_gain": "", f"{prefix}_gain_low": "", f"{prefix}_gain_high": ""}
+    gain_low, gain_high = paired_interval(base, correct)
+    return {**out, f"{prefix}_gain": round(100 * (p - sum(base) / len(base)), 2),
+            f"{prefix}_gain_low": round(100 * gain_low, 2), f"{prefix}_gain_high": round(100 * gain_high, 2)}
+
+
 def table_rows(records: Sequence[dict]) -> list[dict]:
-    """Returns the CSV rows: the base model once (from the first record), then each ablation."""
+    """Returns the table's rows: the base model once (from the first record), then each ablation;
+    accuracies in % with 95% Wilson intervals, gains over the base paired (bootstrap over questions)."""
     from t2lib.paper import TABLE4
 
     out = []
     for i, r in enumerate(records):
         a = r["ablation"]
         (test_base, unseen_base), (test, unseen) = r["scored"]["base"], r["scored"]["tuned"]
+        common = {"train_task": r["tasks"][0], "unseen_task": r["tasks"][1], "n_train": len(test_base),
+                  "n_unseen": len(unseen_base)}
         if i == 0:
-            out.append({"row": "base", "method": "-", "objective": "-", "targets": "-", "params": 0,
-                        "train_task": r["tasks"][0], "train_accuracy": round(sum(test_base) / len(test_base), 4),
-                        "unseen_task": r["tasks"][1], "unseen_accuracy": round(sum(unseen_base) / len(unseen_base), 4),
-                        "n_train": len(test_base), "n_unseen": len(unseen_base), "train_seconds": 0,
-                        "paper_train": TABLE4["base"][0], "paper_unseen": TABLE4["base"][1], "paper_params": 0})
+            out.append({"row": "base", "method": "-", "objective": "-", "targets": "-", "params": 0, **common,
+                        **_scores("train", test_base, test_base), **_scores("unseen", unseen_base, unseen_base),
+                        "train_seconds": 0, "paper_train": TABLE4["base"][0], "paper_unseen": TABLE4["base"][1],
+                        "paper_params": 0})
         paper = TABLE4.get(a["row"], (None, None, None))
         out.append({"row": a["row"], "method": a["method"], "objective": a["objective"], "targets": a["targets"],
-                    "params": r["params"], "train_task": r["tasks"][0],
-                    "train_accuracy": round(sum(test) / len(test), 4), "unseen_task": r["tasks"][1],
-                    "unseen_accuracy": round(sum(unseen) / len(unseen), 4), "n_train": len(test),
-                    "n_unseen": len(unseen), "train_seconds": r["train_seconds"], "paper_train": paper[0],
-                    "paper_unseen": paper[1], "paper_params": paper[2]})
+                    "params": r["params"], **common, **_scores("train", test, test_base),
+                    **_scores("unseen", unseen, unseen_base), "train_seconds": r["train_seconds"],
+                    "paper_train": paper[0], "paper_unseen": paper[1], "paper_params": paper[2]})
     return out
 
 

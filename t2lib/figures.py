@@ -7,7 +7,8 @@ From the preset's figures folder (figures/ for tiny, figures/<preset>/ otherwise
 - `baseline_<preset>.json` (make baseline) -> fig_baseline_<preset>.png;
 - `nb02_train_expert.json` (notebook 02) -> fig02_learning_curve.png, fig02_scale_shift_by_layer.png;
 - then notebook 06, the paper's tables beside the kit's (from table1_svf_vs_base.csv and
-  table2_adaptation.*).
+  table2_adaptation.*), and notebook 08, Table 4 and the shuffled-σ control (from
+  table4_ablations.json and table5_shuffled_sigma.json).
 A results file that is absent is reported and skipped. The figures of notebooks 00, 01 and 07
 come from the model itself: `make reproduce` redraws them.
 
@@ -119,7 +120,7 @@ def rebuild(preset_name: str) -> tuple[list[Path], list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
-    parser.add_argument("--no-notebook", action="store_true", help="skip notebook 06 (the paper tables)")
+    parser.add_argument("--no-notebook", action="store_true", help="skip notebooks 06 and 08 (the paper's tables)")
     args = parser.parse_args(argv)
     written, skipped = rebuild(args.preset)
     for path in written:
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("no", name, "- skipped", file=sys.stderr)
     if not args.no_notebook:
         from t2lib.notebooks import run_notebooks
-        run_notebooks(args.preset, build_dir() / "notebooks", only=["06"])
+        run_notebooks(args.preset, build_dir() / "notebooks", only=["06", "08"])
     return 0
 
 

@@ -255,5 +255,8 @@ def find_results(preset: str, name: str) -> tuple[Path, str]:
         return figures_dir(preset) / name, preset
     if (FIGURES_DIR / name).exists():
         return FIGURES_DIR / name, "tiny"
-    maker = "make experts" if name.startswith("table1") else "make adapt"
-    raise FileNotFoundError(f"no {name} in {figures_dir(preset)} or {FIGURES_DIR}: run `{maker} PRESET={preset}`")
+    maker = {"table1": f"make experts PRESET={preset}", "table2": f"make adapt PRESET={preset}",
+             "table4": f"make ablations PRESET={preset}",
+             "table5": f"python -m t2lib.ablations --shuffle-control --preset {preset}"}.get(name[:6],
+                                                                                           f"make adapt PRESET={preset}")
+    raise FileNotFoundError(f"no {name} in {figures_dir(preset)} or {FIGURES_DIR}: run `{maker}`")

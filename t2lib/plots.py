@@ -220,3 +220,32 @@ def plot_gains(rows: Sequence[dict], *, categories: Sequence[str], title: str = 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
+
+
+def plot_ablations(rows: Sequence[dict], *, title: str = "") -> plt.Figure:
+    """Returns Table 4 as two panels (the training task's test split, the unseen task): each row's
+    accuracy with its 95% interval, the base model as a line, the paper's number as a marker."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(rows) + 1.4), sharey=True)
+    labels = [r["row"] for r in rows]
+    y = np.arange(len(rows))
+    for ax, part in zip(axes, ("train", "unseen")):
+        acc = np.array([float(r[f"{part}_accuracy"]) for r in rows])
+        err = np.array([[a - float(r[f"{part}_low"]) for a, r in zip(acc, rows)],
+                        [float(r[f"{part}_high"]) - a for a, r in zip(acc, rows)]])
+        ax.barh(y, acc, xerr=err, capsize=2, color=["grey" if r["method"] == "-" else
+                                                     ("tab:blue" if r["method"] == "svf" else "tab:orange") for r in rows])
+        ax.axvline(acc[0], color="black", lw=0.8, ls="--")
+        paper = [(i, float(r[f"paper_{part}"])) for i, r in enumerate(rows) if r.get(f"paper_{part}") not in (None, "")]
+        if paper:
+            ax.scatter([p for _, p in paper], [i for i, _ in paper], marker="x", color="black", zorder=3,
+                       label="paper (Llama-3-8B)")
+        ax.set_title(f"{rows[0][f'{part}_task']} ({'trained on' if part == 'train' else 'unseen'})", fontsize=9)
+        ax.set_xlabel("accuracy (%)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, labels, fontsize=8)
+    axes[0].invert_yaxis()
+    axes[1].legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

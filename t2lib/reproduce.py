@@ -210,7 +210,8 @@ MEASURED_MINUTES = {
     # the rehearsal test of 2026-12-02 (10.0 min in all): experts 4.8 min for four, notebooks 5.3 min
     "rehearsal": {"train": 1.2, "00_quickstart": 0.4, "01_svd_inspection": 0.4, "02_train_expert": 1.2,
                   "03_prompt_dispatch": 0.8, "04_cls_expert_dispatch": 0.8, "05_few_shot": 1.4,
-                  "06_paper_tables": 0.1, "07_expert_explorer": 0.3, "notebook": 0.8},
+                  "06_paper_tables": 0.1, "07_expert_explorer": 0.3, "08_baselines_ablations": 0.1,
+                  "notebook": 0.8},
 }
 
 # Paper-scale rates (README, Benchmarks): HF generate on an H200 with Llama-3-8B shapes made 3,760 tok/s

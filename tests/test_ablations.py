@@ -34,6 +34,8 @@ def test_rows_train_share_one_base_and_are_kept(tiny_world, tmp_path, monkeypatc
     rows = list(csv.DictReader(path.open()))
     assert [r["row"] for r in rows] == ["base", "svf-nt-attn", "lora-pg-attn"]
     assert rows[1]["paper_train"] == "60.5" and rows[2]["paper_params"] == "6820000"
+    assert rows[0]["train_gain"] == "" and float(rows[1]["train_low"]) <= float(rows[1]["train_accuracy"])
+    assert float(rows[1]["train_gain_low"]) <= float(rows[1]["train_gain"]) <= float(rows[1]["train_gain_high"])
 
 
 def test_the_ablations_command_checks_its_rows(capsys):

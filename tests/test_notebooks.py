@@ -13,8 +13,8 @@ NOTEBOOKS = list_notebooks()
 LABELS = {"math", "code", "reasoning", "other"}
 
 
-def test_the_notebooks_are_numbered_00_to_07_in_order():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(8)]
+def test_the_notebooks_are_numbered_00_to_08_in_order():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(9)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -124,11 +124,31 @@ def check_explorer(r, P):
     assert all((c["scale"] - 1) * c["shift"] >= 0 and c["sigma"] > 0 for c in r["top_components"])
 
 
+def check_ablations(r, P):
+    rows = r["table4"]
+    assert rows[0]["row"] == "base" and {row["row"] for row in rows[1:]} <= {
+        "svf-pg-mlp", "svf-pg-attn", "svf-pg-mlp+attn", "svf-nt-attn", "lora-pg-attn", "lora-nt-attn", "lora-nt-mlp+attn"}
+    for row in rows:
+        for part in ("train", "unseen"):
+            assert 0 <= row[f"{part}_low"] <= row[f"{part}_accuracy"] <= row[f"{part}_high"] <= 100
+            if row[f"{part}_gain"] != "":
+                assert row[f"{part}_gain_low"] <= row[f"{part}_gain"] <= row[f"{part}_gain_high"]
+                assert row[f"{part}_gain"] == pytest.approx(row[f"{part}_accuracy"] - rows[0][f"{part}_accuracy"], abs=0.02)
+        assert row["params"] >= 0 and row["train_seconds"] >= 0
+    lora = [row for row in rows if row["method"] == "lora"]
+    svf = [row for row in rows if row["method"] == "svf" and row["targets"] == "attn"]
+    assert all(x["params"] > y["params"] for x in lora for y in svf)  # LoRA trains more parameters than SVF
+    for c in r["table5"]:
+        assert 0 <= c["base"] <= 100 and c["ordered_gain"] == pytest.approx(c["ordered"] - c["base"])
+        assert c["shuffle_low"] <= c["shuffle_effect"] <= c["shuffle_high"]
+
+
 CHECKS = {"00": ("nb00_quickstart.json", check_quickstart), "01": ("nb01_svd_inspection.json", check_svd_inspection),
           "02": ("nb02_train_expert.json", check_train_expert), "03": ("nb03_prompt.json", check_adaptation("prompt")),
           "04": ("nb04_cls_expert.json", check_adaptation("cls-expert")),
           "05": ("nb05_few_shot.json", check_adaptation("few-shot")),
-          "06": ("nb06_paper_tables.json", check_paper_tables), "07": ("nb07_expert_explorer.json", check_explorer)}
+          "06": ("nb06_paper_tables.json", check_paper_tables), "07": ("nb07_expert_explorer.json", check_explorer),
+          "08": ("nb08_baselines_ablations.json", check_ablations)}
 
 
 def test_every_notebook_has_a_value_check():
