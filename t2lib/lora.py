@@ -323,6 +323,42 @@ def train_lora(preset, task: str, *, settings: LoRASettings = LoRASettings(), ob
     return row
 
 
+def score_unseen(preset, *, progress: bool = True) -> dict:
+    """Table 2's "+LoRA" row: each category's LoRA adapter (experts/<preset>/lora-<category>) on its
+    unseen task, scored on the same questions as `make adapt` (the test split minus the few-shot
+    shots); returns {"rows", "per_question"} in `table2_adaptation`'s form (strategy "lora")."""
+    import time
+
+    from fishfarm.backends import make_backend
+    from t2lib.paths import experts_dir
+    from t2lib.samples import draw_shots, spread_ids
+
+    folders = {c: experts_dir(preset.expert_set, create=False) / f"lora-{c}" for c in preset.suite_spec.unseen}
+    missing = [c for c, f in folders.items() if not (f / META_FILE).exists()]
+    if missing:
+        raise FileNotFoundError(f"no LoRA adapter for {', '.join(missing)} in {experts_dir(preset.expert_set, create=False)}: "
+                                f"train them with `python -m t2lib.lora --preset {preset.name} --task <training task>`")
+    rows, per_question = [], {}
+    for category, name in preset.suite_spec.unseen.items():
+        adapter = LoRAAdapter.load(folders[category])
+        lm = preset.load_model()
+        lora = LoRAModel(lm.model, lm.tokenizer, adapter.settings, model_id=preset.model)
+        lora.load(adapter)
+        backend = make_backend("hf", lora.causal_lm, lm.tokenizer, batch_size=preset.batch_size,
+                               max_batch_tokens=preset.max_batch_tokens, progress=progress)
+        task = preset.task(name, "test")
+        _, rest = draw_shots(task.ids, preset.cem.shots, seed=preset.cem.shot_seed(name))
+        scored = spread_ids(rest, preset.eval_limit)
+        started = time.perf_counter()
+        done = task.evaluate(backend, sample_ids=scored)
+        correct = [int(x.score.correct) for x in done.samples]
+        rows.append({"task": name, "category": category, "strategy": "lora", "n": len(scored),
+                     "accuracy": round(done.accuracy, 4), "first_pass_s": 0.0,
+                     "second_pass_s": round(time.perf_counter() - started, 1)})
+        per_question[name] = {"ids": list(scored), "lora": correct}
+    return {"rows": rows, "per_question": per_question}
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -332,7 +368,10 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description="Train the LoRA baseline (PEFT) on a training task (Table 1 +LoRA).")
     add_preset_arguments(parser)
-    parser.add_argument("--task", required=True, help="a training task of the preset's suite, e.g. add_word, gsm8k")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", help="a training task of the preset's suite, e.g. add_word, gsm8k")
+    which.add_argument("--unseen", action="store_true",
+                       help="no training: each category's adapter on its unseen task (Table 2 +LoRA, table2_lora.csv)")
     parser.add_argument("--objective", choices=("next_token", "policy_gradient"), default="next_token",
                         help="next-token prediction on reference solutions (the paper's LoRA) or REINFORCE")
     parser.add_argument("--lora-targets", choices=tuple(TARGET_SETS), default="attn",
@@ -349,6 +388,25 @@ def main(argv=None) -> int:
     if preset.backend != "hf":
         parser.error("--backend: the LoRA baseline generates with its own HF model (vLLM would need the adapter); "
                      "use --backend hf")
+    if args.unseen:
+        import time
+
+        from t2lib.adapt import COLUMNS
+        from t2lib.atomic import atomic_write_csv
+        from t2lib.paths import figures_dir
+        from t2lib.runinfo import write_results
+
+        started = time.time()
+        try:
+            result = score_unseen(preset)
+        except FileNotFoundError as err:
+            parser.error(str(err))
+        folder = figures_dir(preset.name)
+        atomic_write_csv(folder / "table2_lora.csv", result["rows"], COLUMNS)
+        write_results(folder / "table2_lora.json", result, preset=preset, started=started)
+        for r in result["rows"]:
+            print(f"{r['task']:14s} lora n={r['n']} accuracy={r['accuracy']:.1%}", flush=True)
+        return 0
     if args.task not in preset.suite_spec.training.values():
         parser.error(f"--task {args.task!r} is not a training task of the {preset.suite} suite; choose one of "
                      f"{', '.join(preset.suite_spec.training.values())}")

@@ -166,25 +166,31 @@ def read_csv(path: str | Path) -> list[dict]:
         return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def kit_table1_rows(rows: Sequence[dict], *, source: str, per_question: Mapping[str, dict] | None = None) -> list[dict]:
+def kit_table1_rows(rows: Sequence[dict], *, source: str, per_question: Mapping[str, dict] | None = None,
+                    method: str = "svf") -> list[dict]:
     """Returns `table1_svf_vs_base.csv` rows (one per expert) in the comparison form: a base and
-    an "svf" row per category (the classification expert is not in the paper's Table 1).
+    an "svf" row per category (the classification expert is not in the paper's Table 1). With
+    method="lora", `table1_lora.csv` rows (experts "lora-<category>") give "lora" rows and no base row.
 
     Args:
-        per_question: `table1_svf_vs_base.json`'s "per_question" (expert -> {"ids", "base",
-            "expert"}, 1/0 per test question); where present, the gain's interval is paired.
+        per_question: the JSON's "per_question" (expert -> {"ids", "base", "expert"}, 1/0 per
+            test question); where present, the gain's interval is paired.
     """
     per_question = per_question or {}
+    prefix = "" if method == "svf" else f"{method}-"
+    mine = [r for r in rows if r["expert"].startswith(prefix) and r["expert"][len(prefix):] in CATEGORIES]
     out = []
-    for r in sorted((r for r in rows if r["expert"] in CATEGORIES), key=lambda r: CATEGORIES.index(r["expert"])):
+    for r in sorted(mine, key=lambda r: CATEGORIES.index(r["expert"][len(prefix):])):
+        category = r["expert"][len(prefix):]
         base, acc = 100 * r["base_accuracy"], 100 * r["expert_accuracy"]
         known = per_question.get(r["expert"])
         pairs = (known["base"], known["expert"]) if known else None
         if pairs is not None:
             _check_pairs(pairs[0], r["n"], r["base_accuracy"], f"{r['expert']}/base")
-            _check_pairs(pairs[1], r["n"], r["expert_accuracy"], f"{r['expert']}/svf")
-        out.append(_row(source, r["expert"], r["task"], "base", r["n"], r["n"], base, base))
-        out.append(_row(source, r["expert"], r["task"], "svf", r["n"], r["n"], base, acc, pairs=pairs))
+            _check_pairs(pairs[1], r["n"], r["expert_accuracy"], f"{r['expert']}/{method}")
+        if method == "svf":
+            out.append(_row(source, category, r["task"], "base", r["n"], r["n"], base, base))
+        out.append(_row(source, category, r["task"], method, r["n"], r["n"], base, acc, pairs=pairs))
     return out
 
 

@@ -138,3 +138,42 @@ def test_train_lora_keeps_the_best_learning_rate_and_scores_the_test_split(tmp_p
     assert (tmp_path / "build" / "lora" / "smoke" / "lora-math" / "lr0.001" / "checkpoint.pt").exists()
     saved = LoRAAdapter.load(row["path"])
     assert saved.metrics["test_n"] == row["n"] and saved.config["preset"] == "smoke"
+
+
+def test_each_category_adapter_is_scored_on_its_unseen_task_like_make_adapt(tmp_path, monkeypatch, one_torch_thread):
+    from t2lib import lora as module
+    from t2lib.models import LoadedModel, ResolvedModel
+    from t2lib.paths import experts_dir
+    from t2lib.presets import get_preset
+    from t2lib.samples import draw_shots, spread_ids
+
+    monkeypatch.setenv("T2_EXPERTS_DIR", str(tmp_path / "experts"))
+    monkeypatch.setattr("t2lib.presets.Preset.load_model", lambda self, **k: LoadedModel(
+        make_tiny_llama(seed=0), make_tiny_tokenizer(), ResolvedModel("tiny", tmp_path, "local")))
+    preset = get_preset("smoke", batch_size=8)
+    with pytest.raises(FileNotFoundError, match="no LoRA adapter for math, code, reasoning"):
+        module.score_unseen(preset, progress=False)
+    for category in preset.suite_spec.categories:
+        lm = preset.load_model()
+        lora = LoRAModel(lm.model, lm.tokenizer, SETTINGS, model_id="tiny")
+        trainer = LoRATrainer(lora, reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / category, progress=False)
+        trainer.result_from(trainer.z).save(experts_dir(preset.expert_set) / f"lora-{category}")
+    result = module.score_unseen(preset, progress=False)
+    assert [r["strategy"] for r in result["rows"]] == ["lora"] * 3
+    for r in result["rows"]:
+        task = preset.task(r["task"], "test")
+        _, rest = draw_shots(task.ids, preset.cem.shots, seed=preset.cem.shot_seed(r["task"]))
+        assert result["per_question"][r["task"]]["ids"] == list(spread_ids(rest, preset.eval_limit))  # adapt's questions
+        assert r["accuracy"] == pytest.approx(sum(result["per_question"][r["task"]]["lora"]) / r["n"], abs=1e-4)
+
+
+def test_lora_rows_join_table_1_beside_svf():
+    from t2lib.paper import kit_table1_rows
+
+    rows = [{"expert": "lora-math", "task": "add_word", "n": 4, "base_accuracy": 0.25, "expert_accuracy": 0.5},
+            {"expert": "math", "task": "add_word", "n": 4, "base_accuracy": 0.25, "expert_accuracy": 0.75}]
+    pq = {"lora-math": {"ids": list("abcd"), "base": [1, 0, 0, 0], "expert": [1, 1, 0, 0]}}
+    lora = kit_table1_rows(rows, source="kit", method="lora", per_question=pq)
+    assert [(r["method"], r["category"], r["accuracy"]) for r in lora] == [("lora", "math", 50.0)]
+    assert lora[0]["gain_interval"].startswith("paired")
+    assert [r["method"] for r in kit_table1_rows(rows, source="kit")] == ["base", "svf"]
