@@ -10,7 +10,8 @@ One step:
 5. clip, Adam(W) step.
 
 With `objective="next_token"` a step is supervised instead: the loss is the negative log-likelihood
-of the task's reference answers (`Task.reference_answer`), teacher-forced, through the same
+of the task's reference answers (`Task.reference_answer`) followed by the end of the turn (EOS),
+teacher-forced, through the same
 factored pass (paper Table 4, "next-token prediction"). What is trained is a hook
 (`_write_live`, `_write_base`, `_grad_context`, `result_from`), so `t2lib.lora.LoRATrainer` trains
 a LoRA adapter with the same loop, checkpoints, validation and metrics.
@@ -381,10 +382,17 @@ class ReinforceTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm, lr
 
+    def reference_ids(self, sample_id: str) -> tuple[int, ...]:
+        """Returns the token ids next-token training fits: the reference answer, then the end of the
+        turn (the tokenizer's EOS), so the model also learns to stop where the answer ends."""
+        tok = self.grad_backend.tokenizer
+        ids = tok(self.task.reference_answer(sample_id), add_special_tokens=False, return_attention_mask=False)
+        return (*ids["input_ids"], tok.eos_token_id)
+
     def _supervised_step(self, sample_ids: Sequence[str], *, step: int) -> dict:
         """One next-token update: the mean negative log-likelihood of the reference answers."""
         t0 = time.perf_counter()
-        requests = [LogprobRequest(self.task.request(s).prompt, continuation=self.task.reference_answer(s))
+        requests = [LogprobRequest(self.task.request(s).prompt, continuation_ids=self.reference_ids(s))
                     for s in sample_ids]
         nll, kl_sum = self.accumulate_gradient(requests, torch.ones(len(requests)))
         grad_norm, lr = self._optimizer_step()

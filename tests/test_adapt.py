@@ -65,7 +65,8 @@ def fake_two_pass(tmp_path, monkeypatch):
     monkeypatch.setattr(adapt, "check_experts", lambda preset, folder=None, strategies=(): folder)
     monkeypatch.setattr(adapt, "unseen_task", lambda preset, name: SimpleNamespace(
         name=name, ids=[f"{name}-{i}" for i in range(40)]))
-    session = SimpleNamespace(lm=SimpleNamespace(resolved=SimpleNamespace(path="m")), svf=None, backend=None)
+    session = SimpleNamespace(lm=SimpleNamespace(resolved=SimpleNamespace(path="m")), svf=None, backend=None,
+                              backend_name="hf")
     return calls, session
 
 

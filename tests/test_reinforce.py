@@ -264,6 +264,7 @@ def test_next_token_loss_is_the_hand_computed_negative_log_likelihood(tmp_path):
         for s in ids:
             prompt = t.backend.encode(t.task.request(s).prompt)
             answer = t.backend.tokenizer(t.task.reference_answer(s), add_special_tokens=False)["input_ids"]
+            answer = answer + [t.backend.tokenizer.eos_token_id]  # the answer ends the turn
             logits = t.svf.model(torch.tensor([prompt + answer])).logits[0].float()
             logp = torch.log_softmax(logits[len(prompt) - 1:-1], -1)
             expected -= float(logp.gather(1, torch.tensor(answer)[:, None]).sum()) / len(ids)
