@@ -135,16 +135,16 @@ def table_columns(rows: Sequence[dict], columns: Sequence[str]) -> tuple[str, ..
 
 
 def write_outputs(result: dict, preset: Preset, *, started: float, name: str = "table2_adaptation",
-                  config: dict | None = None) -> Path:
-    """Writes `<name>.csv` and `<name>.json`, and, for the preset's own table, the confusion and α
-    figures; returns the CSV path."""
+                  config: dict | None = None, figures: bool = True) -> Path:
+    """Writes `<name>.csv` and `<name>.json`, and with `figures` the confusion and α figures (another
+    protocol's table passes False so as not to overwrite the preset's figures); returns the CSV path."""
     from t2lib.figures import adaptation_figures
     from t2lib.runinfo import write_results
 
     folder = figures_dir(preset.name)
     path = folder / f"{name}.csv"
     atomic_write_csv(path, result["rows"], table_columns(result["rows"], COLUMNS))
-    if name == "table2_adaptation":
+    if figures:
         adaptation_figures(result, preset.suite_spec, folder)
     write_results(folder / f"{name}.json", result, preset=preset, config=config, started=started)
     return path
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = run_adaptation(preset, strategies=args.strategies, fresh=args.fresh)
     # Another protocol writes its own table, beside the preset's own (not over it).
     path = write_outputs(result, preset, started=started,
-                         name="table2_adaptation" + "".join(f"_{p}" for p in protocol))
+                         name="table2_adaptation" + "".join(f"_{p}" for p in protocol), figures=not protocol)
     print(f"wrote {path} in {time.time() - started:.0f} s")
     return 0
 

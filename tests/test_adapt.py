@@ -33,6 +33,15 @@ def test_write_outputs_writes_table_figures_and_json(tmp_path, monkeypatch):
     assert (tmp_path / "fig_fewshot_alpha.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "table2_adaptation.json").read_text())
     assert saved["results"]["confusion"]["prompt"]["math"]["other"] == 10 and saved["run"]["preset"]["name"] == "tiny"
+    # A notebook's own name still draws the figures; another protocol's table does not touch them.
+    for png in tmp_path.glob("*.png"):
+        png.unlink()
+    adapt.write_outputs(result, get_preset("tiny"), started=0.0, name="nb03_prompt")
+    assert (tmp_path / "fig_dispatch_prompt.png").exists()
+    before = (tmp_path / "fig_dispatch_prompt.png").stat().st_mtime_ns
+    adapt.write_outputs(result, get_preset("tiny"), started=0.0, name="table2_adaptation_mix-scale", figures=False)
+    assert (tmp_path / "fig_dispatch_prompt.png").stat().st_mtime_ns == before
+    assert (tmp_path / "table2_adaptation_mix-scale.csv").exists()
 
 
 @pytest.fixture

@@ -95,9 +95,10 @@ def test_adapt_names_its_table_after_the_protocol(no_model, monkeypatch, tmp_pat
     seen = {}
     monkeypatch.setattr(adapt, "check_experts", lambda *a, **k: None)
     monkeypatch.setattr(adapt, "run_adaptation", lambda preset, **k: seen.setdefault("preset", preset) and {"rows": []})
-    monkeypatch.setattr(adapt, "write_outputs", lambda result, preset, *, started, name: seen.setdefault("name", name))
+    monkeypatch.setattr(adapt, "write_outputs", lambda result, preset, *, started, name, figures: seen.update(name=name, figures=figures))
     adapt.main(["--preset", "smoke", "--backend", "hf", "--alpha", "matrix", "--mix-space", "scale",
                 "--shot-seeds", "official", "--arc-cot"])
+    assert seen["figures"] is False  # the preset's own figures stay those of its own protocol
     cem = seen["preset"].cem
     assert cem.per_matrix and not cem.per_layer and cem.mix_space == "scale" and cem.shot_seeds
     assert seen["name"] == "table2_adaptation_official-shots_alpha-per-matrix_mix-scale_arc-cot"
