@@ -124,7 +124,7 @@ def run_adaptation(preset: Preset, *, strategies: Sequence[str] = STRATEGIES, fr
 
 def official_accuracy(samples) -> dict:
     """Returns {"accuracy_official": ...} where the task scored `samples` the official way too, else {}."""
-    verdicts = [s.official for s in samples if getattr(s, "official", None) is not None]
+    verdicts = [s.official for s in samples if s.official is not None]
     return {"accuracy_official": round(sum(verdicts) / len(verdicts), 4)} if verdicts and len(verdicts) == len(samples) else {}
 
 

@@ -64,7 +64,7 @@ def fake_two_pass(tmp_path, monkeypatch):
         def evaluate(self, task, ids, *, shot_ids=()):
             calls.append((task.name, self.strategy, tuple(shot_ids)))
             correct = [int(s[-1]) % 2 == (self.strategy == "base") for s in ids]  # a pattern per strategy
-            samples = tuple(SimpleNamespace(sample_id=s, score=SimpleNamespace(correct=c)) for s, c in zip(ids, correct))
+            samples = tuple(SimpleNamespace(sample_id=s, score=SimpleNamespace(correct=c), official=None) for s, c in zip(ids, correct))
             return TwoPassResult(task.name, self.strategy, sum(correct) / len(ids), samples, ["math"] * len(ids),
                                  1.0, 2.0, extra={"reused_answers": 0})
 
