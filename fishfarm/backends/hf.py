@@ -14,8 +14,12 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 
+from fishfarm.backends.decoding import LeanDecoder, unsupported as decoding_support
 from fishfarm.types import (FinishReason, GenerationRequest, GenerationResult, LogprobRequest,
                             Logprobs, Prompt, SamplingParams)
+
+
+DECODINGS = ("auto", "lean", "generate")
 
 
 class _FinishTracker(StoppingCriteria):
@@ -34,19 +38,21 @@ class _FinishTracker(StoppingCriteria):
         self.end: list[int | None] = [None] * batch
         self.reason: list[FinishReason] = ["length"] * batch
 
+    def observe(self, row: int, new_ids: Sequence[int]) -> FinishReason | None:
+        """Checks a row's newest token (EOS, or a stop string in the last tokens); returns why
+        the row has ended, or None while it runs."""
+        if self.end[row] is None:
+            if int(new_ids[-1]) in self.eos_ids:
+                self.end[row], self.reason[row] = len(new_ids), "eos"
+            elif self.stop:
+                tail = self.tokenizer.decode(new_ids[-self.window:], skip_special_tokens=False)
+                if any(s in tail for s in self.stop):
+                    self.end[row], self.reason[row] = len(new_ids), "stop"
+        return None if self.end[row] is None else self.reason[row]
+
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         new = input_ids[:, self.prompt_len:]
-        step = new.shape[1]
-        for row in range(new.shape[0]):
-            if self.end[row] is not None:
-                continue
-            if int(new[row, -1]) in self.eos_ids:
-                self.end[row], self.reason[row] = step, "eos"
-            elif self.stop:
-                tail = self.tokenizer.decode(new[row, -self.window:], skip_special_tokens=False)
-                if any(s in tail for s in self.stop):
-                    self.end[row], self.reason[row] = step, "stop"
-        done = [e is not None for e in self.end]
+        done = [self.observe(row, new[row]) is not None for row in range(new.shape[0])]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -75,14 +81,27 @@ class HFBackend:
             batch starts with the same tokens (a system prompt, a chat header), and at least this
             many, the prefix runs once and its keys and values are shared by the batch (and so is
             its gradient); 0 turns this off. Results are the same up to floating-point rounding.
+        decoding: how answers are generated. "lean" (`fishfarm.backends.decoding.LeanDecoder`: a
+            KV cache allocated once and written in place, ended rows dropped from the batch;
+            Llama, Mistral and Qwen2 models), "generate" (`model.generate` with its dynamic
+            cache, the reference path), or "auto" (default): lean where the model supports it,
+            else generate. Both give the same answers up to floating-point rounding, and the same
+            samples for the same seed.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer, *, batch_size: int = 16,
                  logprob_batch_size: int | None = None, max_batch_tokens: int | None = None,
-                 progress: bool = True, min_shared_prefix: int = 8):
+                 progress: bool = True, min_shared_prefix: int = 8, decoding: str = "auto"):
         if tokenizer.pad_token_id is None and tokenizer.eos_token_id is None:
             raise ValueError("the tokenizer has neither a pad nor an EOS token; set "
                              "tokenizer.pad_token before building HFBackend")
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding={decoding!r}: choose one of {', '.join(DECODINGS)}")
+        if decoding == "lean":
+            reason = decoding_support(model, 1)
+            if reason is not None:
+                raise ValueError(f"decoding='lean' cannot run this model ({reason}); use "
+                                 "decoding='generate' or 'auto'")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -90,6 +109,8 @@ class HFBackend:
         self.max_batch_tokens = max_batch_tokens
         self.progress = progress
         self.min_shared_prefix = min_shared_prefix
+        self.decoding = decoding
+        self._lean: LeanDecoder | None = None
 
     name = "hf"
     shares_weights = True  # the model's own tensors: an expert written into them is seen at once
@@ -204,23 +225,44 @@ class HFBackend:
         # A seeded call leaves the global RNG as it found it.
         rng = (torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
                if seeded else contextlib.nullcontext())
+        lean = self._lean_decoder(width + sampling.max_new_tokens)
         with torch.no_grad(), rng:
             if seeded:
                 torch.manual_seed(sampling.seed + batch_index)
-            out = self.model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                generation_config=config, stopping_criteria=StoppingCriteriaList([tracker]))
-        new = out[:, width:].cpu()
+            if lean is not None:
+                new = lean.decode(prompts, max_new_tokens=sampling.max_new_tokens, pad_id=self.pad_id,
+                                  finished=tracker.observe, temperature=sampling.temperature,
+                                  top_p=sampling.top_p)
+            else:
+                out = self.model.generate(
+                    input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                    generation_config=config, stopping_criteria=StoppingCriteriaList([tracker]))
+                new = out[:, width:].cpu().tolist()
         results = []
         for row in range(len(prompts)):
-            end = tracker.end[row] if tracker.end[row] is not None else new.shape[1]
-            ids = new[row, :end].tolist()
+            end = tracker.end[row] if tracker.end[row] is not None else len(new[row])
+            ids = new[row][:end]
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             text, cut = cut_at_stop(text, sampling.stop)
             reason = "stop" if cut else tracker.reason[row]
             results.append(GenerationResult(text=text, token_ids=tuple(ids),
                                             finish_reason=reason, prompt_tokens=len(prompts[row])))
         return results
+
+    def _lean_decoder(self, total_len: int) -> LeanDecoder | None:
+        """Returns the lean decoder when `decoding` allows it and the model supports it for
+        `total_len` positions (prompt + budget), else None (`generate` runs)."""
+        if self.decoding == "generate":
+            return None
+        reason = decoding_support(self.model, total_len)
+        if reason is not None:
+            if self.decoding == "lean":
+                raise ValueError(f"decoding='lean' cannot run this batch ({reason}); use "
+                                 "decoding='generate' or 'auto'")
+            return None
+        if self._lean is None:
+            self._lean = LeanDecoder(self.model)
+        return self._lean
 
     def logprobs(self, requests: Sequence[LogprobRequest], *, grad: bool = False,
                  distributions: bool = False) -> Logprobs:

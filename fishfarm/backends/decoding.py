@@ -1,0 +1,208 @@
+"""The HF backend's decoding loop: a KV cache allocated once and written in place, finished rows
+dropped from the batch, and none of `generate`'s per-step machinery.
+
+`model.generate` with its dynamic cache spends a large share of each step outside the model's
+matrix products on a small model: every layer's keys and values are concatenated into a new,
+longer tensor at each step (22% of a step for SmolLM2-135M at batch 16 on a 2-core CPU), and rows
+that have ended keep being computed until the longest answer ends (half of the row-steps of the
+tiny preset's rollouts). `LeanDecoder` runs the same model modules (norms, projections, MLPs, the
+rotary embedding, the LM head: an expert written into the weights, factored SVF layers and PEFT
+adapters all take effect as they do in `generate`) around its own attention over a preallocated
+cache:
+
+- the cache is one (layers, rows, kv heads, prompt + budget, head dim) tensor per keys and values,
+  written in place at each step;
+- when at least an eighth of the rows in the batch have ended, the batch is compacted (one
+  `index_select` of the caches), so ended rows cost nothing afterwards;
+- the LM head runs at the last position only.
+
+Greedy answers are those of `generate` up to floating-point rounding (a smaller batch can round
+a matrix product differently; `bench/generate.py` counts the answers that differ). Sampling draws
+from the same distributions as `generate` (HF's own temperature and top-p processors) and, for
+the same seed, the same tokens: the multinomial draw is made over every row of the original batch
+at every step, as `generate` makes it, so the random stream does not depend on which rows have
+ended.
+
+Llama-family models only (`SUPPORTED_MODEL_TYPES`: Llama, Mistral, Qwen2: pre-norm layers,
+rotary embedding, grouped-query attention, full attention in every layer). `unsupported()` names
+why another model cannot use it; `HFBackend` then falls back to `generate`.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
+                                                    TopPLogitsWarper)
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+
+# row index in the original batch, the row's new token ids so far -> a finish reason, or None
+FinishCheck = Callable[[int, Sequence[int]], "str | None"]
+
+
+def causal_lm_of(model):
+    """Returns the HF causal LM inside `model` (itself, or the model a PEFT wrapper holds)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def unsupported(model, total_len: int) -> str | None:
+    """Returns why `LeanDecoder` cannot decode `model` up to `total_len` positions, or None."""
+    lm = causal_lm_of(model)
+    config = lm.config
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        return f"model type {config.model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+    body = getattr(lm, "model", None)
+    if body is None or not all(hasattr(body, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
+        return "the model has no Llama-style body (embed_tokens, layers, norm, rotary_emb)"
+    devices = {str(d) for d in (getattr(lm, "hf_device_map", None) or {}).values()}
+    if len(devices) > 1:
+        return "the model is split across devices"
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types and any(t != "full_attention" for t in layer_types):
+        return "sliding-window attention layers"
+    window = getattr(config, "sliding_window", None)
+    if window and getattr(config, "use_sliding_window", True) and total_len > window:
+        return f"{total_len} positions exceed the sliding window of {window}"
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "attn_logit_softcapping", None):
+        return "soft-capped logits"
+    return None
+
+
+def sampling_processors(temperature: float, top_p: float) -> LogitsProcessorList:
+    """Returns the logits processors `generate` applies when sampling with these settings (top-k
+    off), in its order."""
+    processors = LogitsProcessorList()
+    if temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(temperature))
+    if top_p < 1.0:
+        processors.append(TopPLogitsWarper(top_p))
+    return processors
+
+
+class LeanDecoder:
+    """Decodes left-padded batches of prompt token ids with a Llama-family HF model.
+
+    Args:
+        model: the causal LM (or a PEFT model around one); its modules are called at each step,
+            so its current weights are always used.
+        compact_fraction: drop ended rows from the batch once they are at least this share of it.
+    """
+
+    def __init__(self, model, *, compact_fraction: float = 0.125):
+        self.lm = causal_lm_of(model)
+        self.body = self.lm.model
+        self.layers = list(self.body.layers)
+        attn = self.layers[0].self_attn
+        self.head_dim = attn.head_dim
+        self.kv_heads = self.lm.config.num_key_value_heads
+        # The model's own rotary function (Llama, Mistral and Qwen2 share its definition).
+        self.apply_rotary = sys.modules[type(attn).__module__].apply_rotary_pos_emb
+        self.compact_fraction = compact_fraction
+
+    @property
+    def device(self) -> torch.device:
+        return self.body.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.body.embed_tokens.weight.dtype
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
+                 values: torch.Tensor, col: int, mask: torch.Tensor) -> torch.Tensor:
+        """Runs `ids` (rows x t) at cache columns col..col+t-1; returns the last position's logits
+        in fp32. `mask` (rows x 1 x t x col+t, True = attend) covers the cache up to col+t."""
+        rows, t = ids.shape
+        x = self.body.embed_tokens(ids)
+        cos, sin = self.body.rotary_emb(x, positions)
+        end = col + t
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attn.q_proj(h).view(rows, t, -1, self.head_dim).transpose(1, 2)
+            k = attn.k_proj(h).view(rows, t, -1, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(h).view(rows, t, -1, self.head_dim).transpose(1, 2)
+            q, k = self.apply_rotary(q, k, cos, sin)
+            keys[i, :, :, col:end] = k
+            values[i, :, :, col:end] = v
+            out = F.scaled_dot_product_attention(q, keys[i, :, :, :end], values[i, :, :, :end], attn_mask=mask,
+                                                 scale=attn.scaling, enable_gqa=True)
+            x = x + attn.o_proj(out.transpose(1, 2).reshape(rows, t, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        last = self.body.norm(x[:, -1])
+        return self.lm.get_output_embeddings()(last).float()
+
+    @torch.no_grad()
+    def decode(self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, pad_id: int,
+               finished: FinishCheck, temperature: float = 0.0, top_p: float = 1.0) -> list[list[int]]:
+        """Returns each row's new token ids, up to and including the token at which `finished`
+        first returned a reason (or `max_new_tokens` of them).
+
+        Args:
+            prompts: token ids per row (not padded).
+            max_new_tokens: the budget per row.
+            pad_id: the id put in front of shorter prompts (never attended to).
+            finished: called with (row, the row's new ids) after each new token.
+            temperature: 0 for greedy decoding, else sampling with `top_p` from the torch global
+                random stream (seed it before the call).
+        """
+        n, device = len(prompts), self.device
+        width = max(map(len, prompts))
+        total = width + max_new_tokens
+        ids = torch.full((n, width), pad_id, dtype=torch.long)
+        valid = torch.zeros((n, total), dtype=torch.bool)
+        for row, p in enumerate(prompts):  # left padding: every answer starts at column `width`
+            ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+            valid[row, width - len(p):width] = True
+        positions = (valid[:, :width].long().cumsum(-1) - 1).clamp(min=0)
+        ids, valid, positions = ids.to(device), valid.to(device), positions.to(device)
+        shape = (len(self.layers), n, self.kv_heads, total, self.head_dim)
+        keys = torch.empty(shape, dtype=self.dtype, device=device)
+        values = torch.empty(shape, dtype=self.dtype, device=device)
+
+        # Prompt pass: causal over valid keys; a padding query attends to itself only, which keeps
+        # its (unused) output finite.
+        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+        mask = (causal & valid[:, None, None, :width]) | torch.eye(width, dtype=torch.bool, device=device)
+        logits = self._forward(ids, positions, keys, values, 0, mask)
+
+        processors = sampling_processors(temperature, top_p) if temperature > 0 else None
+        full_probs = torch.ones((n, logits.shape[-1]), device=device) if processors is not None else None
+        rows = torch.arange(n, device=device)  # original row of each row in the batch
+        live = list(range(n))                  # the same, on the host
+        out: list[list[int]] = [[] for _ in range(n)]
+        done = [False] * n
+        next_pos = positions[:, -1] + 1
+        for step in range(max_new_tokens):
+            if processors is None:
+                tokens = logits.argmax(dim=-1)
+            else:
+                # One draw over every original row, as `generate` makes it: the same random
+                # stream whichever rows have ended.
+                scores = processors(None, logits)
+                full_probs[rows] = torch.softmax(scores, dim=-1)
+                tokens = torch.multinomial(full_probs, num_samples=1)[:, 0][rows]
+            for j, token in enumerate(tokens.tolist()):
+                row = live[j]
+                if done[row]:
+                    continue
+                out[row].append(token)
+                done[row] = finished(row, out[row]) is not None
+            ended = sum(done[r] for r in live)
+            if ended == len(live) or step == max_new_tokens - 1:
+                break
+            if ended and ended >= self.compact_fraction * len(live):
+                keep = [j for j, r in enumerate(live) if not done[r]]
+                index = torch.tensor(keep, device=device)
+                keys, values = keys.index_select(1, index), values.index_select(1, index)
+                valid, next_pos, tokens = valid[index], next_pos[index], tokens[index]
+                rows, live = rows[index], [live[j] for j in keep]
+            col = width + step
+            valid[:, col] = True
+            logits = self._forward(tokens[:, None], next_pos[:, None], keys, values, col,
+                                   valid[:, None, None, :col + 1])
+            next_pos = next_pos + 1
+        return out

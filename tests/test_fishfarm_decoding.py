@@ -1,0 +1,140 @@
+"""The HF backend's lean decoding loop against `model.generate`: the same greedy answers and the
+same seeded samples, while rows end at different steps and the batch is compacted."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from conftest import SPECIAL_TOKENS, make_tiny_llama, make_tiny_tokenizer
+from fishfarm import GenerationRequest, HFBackend, Prompt, SamplingParams
+from fishfarm.backends import decoding
+from fishfarm.backends.decoding import LeanDecoder, unsupported
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+QUESTIONS = ["hi", "What is 2+2?", "a much longer prompt than all the others here", "x",
+             "Tell me a story about a fish", "abc", "seven", "the eighth prompt"]
+SETTINGS = [dict(max_new_tokens=24), dict(max_new_tokens=24, temperature=1.0, seed=3),
+            dict(max_new_tokens=24, temperature=0.7, top_p=0.8, seed=11)]
+
+
+def requests(**sampling):
+    return [GenerationRequest(Prompt.chat(q), SamplingParams(**sampling)) for q in QUESTIONS]
+
+
+def both(model, reqs, **options):
+    tok = make_tiny_tokenizer()
+    ref = HFBackend(model, tok, batch_size=8, progress=False, decoding="generate", **options).generate(reqs)
+    lean = HFBackend(model, tok, batch_size=8, progress=False, decoding="lean", **options).generate(reqs)
+    return ref, lean
+
+
+def small_config(cls, **extra):
+    return cls(vocab_size=len(SPECIAL_TOKENS) + 96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, pad_token_id=0,
+               bos_token_id=1, eos_token_id=3, tie_word_embeddings=False, **extra)
+
+
+def scaled(model):
+    with torch.no_grad():  # as make_tiny_llama: prompt-dependent greedy answers
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(4.0)
+    return model.eval()
+
+
+def an_eos_ending_rows_at_different_steps(answers) -> int:
+    """Returns a token that first appears at several different positions across the answers."""
+    firsts: dict[int, set[int]] = {}
+    for a in answers:
+        for pos, t in enumerate(a.token_ids):
+            if t not in {x for x in a.token_ids[:pos]}:
+                firsts.setdefault(t, set()).add(pos)
+    return max(firsts, key=lambda t: (len(firsts[t]), -min(firsts[t])))
+
+
+@pytest.mark.parametrize("sampling", SETTINGS, ids=["greedy", "sampled", "top_p"])
+def test_rows_that_end_early_leave_the_batch_with_the_same_answers(sampling, tiny_llama, monkeypatch):
+    free, _ = both(tiny_llama, requests(**sampling))
+    tiny_llama.generation_config.eos_token_id = [3, an_eos_ending_rows_at_different_steps(free)]
+    sizes = []
+    real = LeanDecoder._forward
+    monkeypatch.setattr(LeanDecoder, "_forward", lambda self, ids, *a: (sizes.append(len(ids)), real(self, ids, *a))[1])
+    ref, lean = both(tiny_llama, requests(**sampling))
+    assert [r.token_ids for r in lean] == [r.token_ids for r in ref]
+    assert [(r.text, r.finish_reason) for r in lean] == [(r.text, r.finish_reason) for r in ref]
+    lengths = {len(r.token_ids) for r in ref if r.finish_reason == "eos"}
+    assert len(lengths) >= 2  # rows really ended at different steps
+    assert min(sizes) < len(QUESTIONS)  # and the batch shrank as they did
+    assert sizes[0] == len(QUESTIONS)
+
+
+def test_stop_strings_and_budgets_match_generate(tiny_llama):
+    free, _ = both(tiny_llama, requests(max_new_tokens=16))
+    answer = next(r.text for r in free if len(set(r.text)) > 3)
+    reqs = [GenerationRequest(Prompt.chat(q), SamplingParams(max_new_tokens=16, stop=(answer[2:4],)))
+            for q in QUESTIONS] + requests(max_new_tokens=5)
+    ref, lean = both(tiny_llama, reqs)
+    assert [(r.token_ids, r.text, r.finish_reason) for r in lean] == [(r.token_ids, r.text, r.finish_reason)
+                                                                      for r in ref]
+    assert any(r.finish_reason == "stop" for r in lean)
+    assert [len(r.token_ids) for r in lean[-len(QUESTIONS):]] == [5] * len(QUESTIONS)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "mistral"])
+def test_other_llama_family_models_decode_as_generate(family):
+    torch.manual_seed(0)
+    model = (Qwen2ForCausalLM(small_config(Qwen2Config)) if family == "qwen2"  # q, k, v with biases
+             else MistralForCausalLM(small_config(MistralConfig, sliding_window=None)))
+    model = scaled(model)
+    assert unsupported(model, 100) is None
+    for sampling in SETTINGS:
+        ref, lean = both(model, requests(**sampling))
+        assert [r.token_ids for r in lean] == [r.token_ids for r in ref]
+
+
+def test_answers_follow_live_weights_and_peft_adapters(tiny_llama, tiny_tokenizer):
+    from peft import LoraConfig, get_peft_model
+    backend = HFBackend(tiny_llama, tiny_tokenizer, batch_size=8, progress=False, decoding="lean")
+    before = backend.generate(requests(max_new_tokens=12))
+    with torch.no_grad():
+        tiny_llama.model.layers[0].mlp.down_proj.weight.mul_(-3.0)  # an expert written in place
+    changed = backend.generate(requests(max_new_tokens=12))
+    assert changed != before
+    assert changed == HFBackend(tiny_llama, tiny_tokenizer, batch_size=8, progress=False,
+                                decoding="generate").generate(requests(max_new_tokens=12))
+    peft = get_peft_model(make_tiny_llama(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                        init_lora_weights=False))
+    ref, lean = both(peft, requests(max_new_tokens=12))
+    plain, _ = both(make_tiny_llama(), requests(max_new_tokens=12))
+    assert [r.token_ids for r in lean] == [r.token_ids for r in ref]
+    assert [r.token_ids for r in lean] != [r.token_ids for r in plain]  # the adapter is in the answers
+
+
+def test_unsupported_models_fall_back_or_are_refused(tiny_llama, tiny_tokenizer, monkeypatch):
+    window = small_config(MistralConfig, sliding_window=40)
+    torch.manual_seed(0)
+    mistral = scaled(MistralForCausalLM(window))
+    assert "sliding window" in unsupported(mistral, 100)
+    assert unsupported(mistral, 30) is None
+    reqs = requests(max_new_tokens=24)  # the longest prompt plus the budget passes 40 positions
+    calls = []
+    real = LeanDecoder.decode
+    monkeypatch.setattr(LeanDecoder, "decode", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    short = HFBackend(mistral, tiny_tokenizer, progress=False).generate(requests(max_new_tokens=2)[:1])
+    assert calls and short  # "auto" decodes lean where the batch fits the window
+    calls.clear()
+    auto = HFBackend(mistral, tiny_tokenizer, progress=False).generate(reqs)
+    ref = HFBackend(mistral, tiny_tokenizer, progress=False, decoding="generate").generate(reqs)
+    assert not calls and auto == ref  # and runs generate where it does not
+    with pytest.raises(ValueError, match="sliding window.*decoding='generate'"):
+        HFBackend(mistral, tiny_tokenizer, progress=False, decoding="lean").generate(reqs)
+    with pytest.raises(ValueError, match="decoding='fast'.*auto, lean, generate"):
+        HFBackend(tiny_llama, tiny_tokenizer, decoding="fast")
+    monkeypatch.setattr(decoding, "SUPPORTED_MODEL_TYPES", ("qwen2",))
+    with pytest.raises(ValueError, match="model type 'llama'"):
+        HFBackend(tiny_llama, tiny_tokenizer, decoding="lean")
+    HFBackend(tiny_llama, tiny_tokenizer, progress=False).generate(requests(max_new_tokens=4))
+    assert not calls  # auto: generate ran
+
