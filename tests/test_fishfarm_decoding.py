@@ -138,3 +138,23 @@ def test_unsupported_models_fall_back_or_are_refused(tiny_llama, tiny_tokenizer,
     HFBackend(tiny_llama, tiny_tokenizer, progress=False).generate(requests(max_new_tokens=4))
     assert not calls  # auto: generate ran
 
+
+
+def test_a_shared_system_prompt_runs_once_with_the_same_answers(tiny_llama, monkeypatch):
+    sizes = []
+    real = LeanDecoder._forward
+    monkeypatch.setattr(LeanDecoder, "_forward", lambda self, ids, *a, **k: (sizes.append(tuple(ids.shape)),
+                                                                              real(self, ids, *a, **k))[1])
+    for sampling in SETTINGS:
+        reqs = [GenerationRequest(Prompt.chat(q, system="You are a careful assistant."), SamplingParams(**sampling))
+                for q in QUESTIONS]
+        sizes.clear()
+        ref, lean = both(tiny_llama, reqs)
+        assert [r.token_ids for r in lean] == [r.token_ids for r in ref]
+        header = "<|im_start|>system\nYou are a careful assistant.<|im_end|>\n<|im_start|>user\n"
+        prefix = len(make_tiny_tokenizer()(header, add_special_tokens=False)["input_ids"])
+        assert sizes[0] == (1, prefix)  # the shared prefix, once
+        assert sizes[1][0] == len(QUESTIONS)
+    sizes.clear()
+    unshared, _ = both(tiny_llama, reqs, min_shared_prefix=0)
+    assert unshared == ref and sizes[0][0] == len(QUESTIONS)  # 0 turns it off

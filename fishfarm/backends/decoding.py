@@ -14,6 +14,7 @@ cache:
   written in place at each step;
 - when at least an eighth of the rows in the batch have ended, the batch is compacted (one
   `index_select` of the caches), so ended rows cost nothing afterwards;
+- a prefix every prompt of the batch shares (the system prompt and chat header) runs once;
 - the LM head runs at the last position only.
 
 Greedy answers are those of `generate` up to floating-point rounding (a smaller batch can round
@@ -72,6 +73,17 @@ def unsupported(model, total_len: int) -> str | None:
     return None
 
 
+def shared_prefix(prompts: Sequence[Sequence[int]]) -> int:
+    """Returns how many leading tokens all prompts share, short of the shortest one's last token
+    (each row keeps at least one token of its own for the pass that yields its first logits)."""
+    limit = min(map(len, prompts)) - 1
+    first = prompts[0]
+    for i in range(max(limit, 0)):
+        if any(p[i] != first[i] for p in prompts):
+            return i
+    return max(limit, 0)
+
+
 def sampling_processors(temperature: float, top_p: float) -> LogitsProcessorList:
     """Returns the logits processors `generate` applies when sampling with these settings (top-k
     off), in its order."""
@@ -90,9 +102,11 @@ class LeanDecoder:
         model: the causal LM (or a PEFT model around one); its modules are called at each step,
             so its current weights are always used.
         compact_fraction: drop ended rows from the batch once they are at least this share of it.
+        min_shared_prefix: when all prompts of a batch start with the same tokens (a system
+            prompt, a chat header), at least this many, that prefix runs once for the batch.
     """
 
-    def __init__(self, model, *, compact_fraction: float = 0.125):
+    def __init__(self, model, *, compact_fraction: float = 0.125, min_shared_prefix: int = 8):
         self.lm = causal_lm_of(model)
         self.body = self.lm.model
         self.layers = list(self.body.layers)
@@ -102,6 +116,7 @@ class LeanDecoder:
         # The model's own rotary function (Llama, Mistral and Qwen2 share its definition).
         self.apply_rotary = sys.modules[type(attn).__module__].apply_rotary_pos_emb
         self.compact_fraction = compact_fraction
+        self.min_shared_prefix = min_shared_prefix
 
     @property
     def device(self) -> torch.device:
@@ -112,9 +127,10 @@ class LeanDecoder:
         return self.body.embed_tokens.weight.dtype
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
-                 values: torch.Tensor, col: int, mask: torch.Tensor) -> torch.Tensor:
+                 values: torch.Tensor, col: int, mask: torch.Tensor, *, head: bool = True) -> torch.Tensor | None:
         """Runs `ids` (rows x t) at cache columns col..col+t-1; returns the last position's logits
-        in fp32. `mask` (rows x 1 x t x col+t, True = attend) covers the cache up to col+t."""
+        in fp32 (None when not `head`). `mask` (rows x 1 x t x col+t, True = attend) covers the
+        cache up to col+t."""
         rows, t = ids.shape
         x = self.body.embed_tokens(ids)
         cos, sin = self.body.rotary_emb(x, positions)
@@ -132,6 +148,8 @@ class LeanDecoder:
                                                  scale=attn.scaling, enable_gqa=True)
             x = x + attn.o_proj(out.transpose(1, 2).reshape(rows, t, -1))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
+        if not head:
+            return None
         last = self.body.norm(x[:, -1])
         return self.lm.get_output_embeddings()(last).float()
 
@@ -152,22 +170,34 @@ class LeanDecoder:
         n, device = len(prompts), self.device
         width = max(map(len, prompts))
         total = width + max_new_tokens
+        shared = shared_prefix(prompts) if n > 1 and self.min_shared_prefix else 0
+        shared = shared if shared >= self.min_shared_prefix else 0
         ids = torch.full((n, width), pad_id, dtype=torch.long)
         valid = torch.zeros((n, total), dtype=torch.bool)
-        for row, p in enumerate(prompts):  # left padding: every answer starts at column `width`
-            ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
-            valid[row, width - len(p):width] = True
+        # Columns: the prefix all prompts share, then each prompt's rest left-padded, so every
+        # answer starts at column `width`. Positions count valid columns only.
+        for row, p in enumerate(prompts):
+            ids[row, :shared] = torch.tensor(list(p[:shared]), dtype=torch.long)
+            ids[row, width - len(p) + shared:] = torch.tensor(list(p[shared:]), dtype=torch.long)
+            valid[row, :shared] = True
+            valid[row, width - len(p) + shared:width] = True
         positions = (valid[:, :width].long().cumsum(-1) - 1).clamp(min=0)
         ids, valid, positions = ids.to(device), valid.to(device), positions.to(device)
         shape = (len(self.layers), n, self.kv_heads, total, self.head_dim)
         keys = torch.empty(shape, dtype=self.dtype, device=device)
         values = torch.empty(shape, dtype=self.dtype, device=device)
 
-        # Prompt pass: causal over valid keys; a padding query attends to itself only, which keeps
-        # its (unused) output finite.
+        # Prompt passes: the shared prefix once (its keys and values copied to every row), then the
+        # rest, causal over valid keys; a padding query attends to itself only, which keeps its
+        # (unused) output finite.
         causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
         mask = (causal & valid[:, None, None, :width]) | torch.eye(width, dtype=torch.bool, device=device)
-        logits = self._forward(ids, positions, keys, values, 0, mask)
+        if shared:
+            self._forward(ids[:1, :shared], positions[:1, :shared], keys[:, :1], values[:, :1], 0,
+                          mask[:1, :, :shared, :shared], head=False)
+            keys[:, 1:, :, :shared] = keys[:, :1, :, :shared]
+            values[:, 1:, :, :shared] = values[:, :1, :, :shared]
+        logits = self._forward(ids[:, shared:], positions[:, shared:], keys, values, shared, mask[:, :, shared:])
 
         processors = sampling_processors(temperature, top_p) if temperature > 0 else None
         full_probs = torch.ones((n, logits.shape[-1]), device=device) if processors is not None else None

@@ -261,7 +261,7 @@ class HFBackend:
                                  "decoding='generate' or 'auto'")
             return None
         if self._lean is None:
-            self._lean = LeanDecoder(self.model)
+            self._lean = LeanDecoder(self.model, min_shared_prefix=self.min_shared_prefix)
         return self._lean
 
     def logprobs(self, requests: Sequence[LogprobRequest], *, grad: bool = False,
