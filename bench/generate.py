@@ -40,24 +40,7 @@ from t2lib.paths import experts_dir
 from t2lib.presets import get_preset
 from t2lib.session import Session
 
-
-def reference_generate(model, tokenizer, encoded: list[list[int]], max_new_tokens: int, eos: list[int]):
-    """One left-padded batch through `generate` (dynamic cache); returns each row's new token ids."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
-    width = max(map(len, encoded))
-    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, e in enumerate(encoded):
-        ids[row, width - len(e):] = torch.tensor(e)
-        mask[row, width - len(e):] = 1
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=eos, pad_token_id=pad)
-    rows = []
-    for row in out[:, width:].tolist():
-        ends = [i for i, t in enumerate(row) if t in eos]
-        rows.append(tuple(row[:ends[0] + 1] if ends else row))
-    return rows
+from steps import reference_generate  # bench/steps.py
 
 
 def copy_rate_gbs(megabytes: int = 512, repeats: int = 5) -> float:

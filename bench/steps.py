@@ -1,4 +1,6 @@
-"""Update steps the benchmarks compare: the kit's and a reference in the official code's style.
+"""Steps the benchmarks compare: the kit's and a reference in the official code's style.
+
+`reference_generate` is the reference rollout: one left-padded batch through `model.generate`.
 
 Both set z.grad of a `ReinforceTrainer` to the gradient of −Σ r·log π(ŷ|x)/N for the same
 rollouts; `timed` runs one and returns (seconds, gradients), `counted_flops` counts the FLOPs of
@@ -13,6 +15,25 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from t2lib.experts import effective_scale
 from t2lib.reinforce import ReinforceTrainer
+
+
+def reference_generate(model, tokenizer, encoded: list[list[int]], max_new_tokens: int, eos: list[int]):
+    """One left-padded batch through `generate` (dynamic cache); returns each row's new token ids."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    width = max(map(len, encoded))
+    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, e in enumerate(encoded):
+        ids[row, width - len(e):] = torch.tensor(e)
+        mask[row, width - len(e):] = 1
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=eos, pad_token_id=pad)
+    rows = []
+    for row in out[:, width:].tolist():
+        ends = [i for i, t in enumerate(row) if t in eos]
+        rows.append(tuple(row[:ends[0] + 1] if ends else row))
+    return rows
 
 
 def official_compose(f, scale: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,14 @@
-"""Benchmark: the kit's REINFORCE update against a reference-style one, on the same batch.
+"""Benchmark: the kit's REINFORCE step (rollouts + update) against a reference-style one.
 
     .venv/bin/python bench/train_step.py                 # default model (tiny preset), 16 prompts
     .venv/bin/python bench/train_step.py --batch 16 --micro 8 --repeats 3
 
-Both paths start from the same rollouts (generated once, greedy) and the same z, and produce the
-gradient of the same loss −Σ r·log π(ŷ|x)/N with respect to z:
+Rollouts (greedy, the training task's answer budget, as the tiny preset's training makes them):
+- reference-style: one left-padded batch through `model.generate` with its dynamic cache;
+- kit: the preset's backend (on the HF backend, its lean decoding loop).
+Both are timed (best of `--repeats`) and their answers compared token for token. The updates then
+start from the same rollouts (the kit's) and the same z, and produce the gradient of the same loss
+−Σ r·log π(ŷ|x)/N with respect to z:
 - reference-style (the official code's step): every target matrix recomposed as
   U @ diag_embed(σ·z) @ Vᵀ and copied into the model; then one sample at a time: logits over the
   whole vocabulary and sequence, log-softmax, gather, backward; then every matrix recomposed again
@@ -24,7 +28,8 @@ more untimed run each) and measures this machine's matrix-product rate in fp32 a
 MLP-shaped product, and prints each kit path's ceiling: the reference's time over the time the
 path's products alone would take at that rate (nothing else counted). A ceiling under a target
 ratio means the same products cannot reach it at the rate measured for that shape in that dtype
-(other shapes may run somewhat faster or slower).
+(other shapes may run somewhat faster or slower). Last, the whole step: reference-style rollouts +
+reference update against the kit's rollouts + the kit's update.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
 from t2lib.session import Session
 from t2lib.train import task_splits
 
-from steps import counted_flops, gemm_rate, kit_update, reference_update, timed  # bench/steps.py
+from steps import counted_flops, gemm_rate, kit_update, reference_generate, reference_update, timed  # bench/steps.py
 
 
 def main() -> None:
@@ -75,16 +80,29 @@ def main() -> None:
                 other.z[n].copy_(p)
     ids = list(task.ids[:args.batch])
     requests = [task.request(s) for s in ids]
-    start = time.perf_counter()
-    generations = session.backend.generate(requests, progress=False)
-    rollout_s = time.perf_counter() - start
+    model, tok = session.lm.model, session.lm.tokenizer
+    encoded = [session.backend.encode(r.prompt) for r in requests]
+    budget = requests[0].sampling.max_new_tokens
+    rollout = {"reference": float("inf"), "kit": float("inf")}
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        reference_ids = reference_generate(model, tok, encoded, budget, sorted(session.backend.eos_ids))
+        rollout["reference"] = min(rollout["reference"], time.perf_counter() - start)
+        start = time.perf_counter()
+        generations = session.backend.generate(requests, progress=False)
+        rollout["kit"] = min(rollout["kit"], time.perf_counter() - start)
+    same = sum(tuple(g.token_ids) == r for g, r in zip(generations, reference_ids))
     rewards = torch.tensor([1.0 if s.correct else -1.0
                             for s in task.score_many(ids, [g.text for g in generations])])
     lp_requests = [LogprobRequest(r.prompt, continuation_ids=g.token_ids) for r, g in zip(requests, generations)]
     tokens = sum(len(session.backend.encode(r.prompt)) + len(r.continuation_ids) for r in lp_requests)
     print(f"model {preset.model} ({session.lm.resolved.variant or 'hub'}), {len(trainer.targets)} target matrices, "
           f"{args.batch} sequences, {tokens} tokens, torch threads {torch.get_num_threads()}")
-    print(f"rollouts (shared by both, greedy): {rollout_s:.2f} s")
+    print(f"rollouts, {len(requests)} x up to {budget} new tokens, greedy: reference-style generate "
+          f"{rollout['reference']:.2f} s, kit ({session.backend_name}"
+          f"{', decoding=' + session.backend.decoding if session.backend_name == 'hf' else ''}) "
+          f"{rollout['kit']:.2f} s, reference / kit = {rollout['reference'] / rollout['kit']:.2f}x; "
+          f"same answers {same}/{len(requests)}")
 
     paths = {"reference": (reference_update, trainer),
              **{label: (kit_update, owner) for label, owner in trainers.items()}}
@@ -119,8 +137,9 @@ def main() -> None:
         print(f"update, {name + ':':22s} {best[name]:6.2f} s   reference / this = {best['reference'] / best[name]:.2f}x   "
               f"{flops[name] / 1e9:.0f} GFLOP ({flops[name] / best[name] / 1e9:.0f} GFLOP/s), "
               f"reference / this in FLOPs = {flops['reference'] / flops[name]:.2f}")
-    print(f"whole step with the shared rollouts, reference / kit: "
-          f"{(rollout_s + best['reference']) / (rollout_s + best['kit']):.2f}x")
+    reference_step, kit_step = rollout["reference"] + best["reference"], rollout["kit"] + best["kit"]
+    print(f"whole step (rollouts + update): reference-style {reference_step:.2f} s, kit {kit_step:.2f} s, "
+          f"reference / kit = {reference_step / kit_step:.2f}x")
     print(f"matrix-product rate here ({device}, native bf16: {'yes' if native_bf16(device) else 'no'}), "
           f"({shape[0]} x {shape[1]}) @ ({shape[1]} x {shape[2]}): "
           + ", ".join(f"{dtype or str(model_dtype).removeprefix('torch.')} {rate / 1e9:.0f} GFLOP/s"

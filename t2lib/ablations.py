@@ -244,6 +244,33 @@ def table5_rows(rows: Sequence[dict]) -> list[dict]:
             for r in rows]
 
 
+def learning_curves(preset: Preset) -> list[dict]:
+    """The paper's training curves at the preset's scale: for each category's training task, the
+    validation accuracy at each evaluation of the SVF expert's run and of the LoRA adapter's (Table
+    1's, `python -m t2lib.lora`), from the metrics each one keeps (loaded and verified), with the
+    base model's validation accuracy. Rows: {category, task, method ("svf" | "lora"), name, base,
+    steps, accuracy (per evaluation), best_step}; a method with no trained file is left out."""
+    from t2lib.experts import Expert
+    from t2lib.lora import LoRAAdapter
+    from t2lib.paths import experts_dir
+
+    folder = experts_dir(preset.expert_set, create=False)
+    rows = []
+    for category, task in preset.suite_spec.training.items():
+        for method, path, load in (("svf", folder / f"{category}.safetensors", Expert.load),
+                                   ("lora", folder / f"lora-{category}", LoRAAdapter.load)):
+            if not path.exists():
+                continue
+            trained = load(path)
+            evals = trained.metrics.get("evals") or []
+            if not evals:
+                raise ValueError(f"{path} keeps no validation curve (metrics['evals']): retrain it with this kit")
+            rows.append({"category": category, "task": task, "method": method, "name": trained.name,
+                         "base": trained.metrics["val_base_accuracy"], "best_step": trained.metrics.get("best_step"),
+                         "steps": [e["step"] for e in evals], "accuracy": [e["accuracy"] for e in evals]})
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Table 4: objective x target set x method (resumable).")
     add_preset_arguments(parser)

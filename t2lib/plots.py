@@ -94,6 +94,33 @@ def plot_learning_curve(rows: Sequence[dict], *, title: str = "") -> plt.Figure:
 
 
 
+def plot_learning_curves(rows: Sequence[dict], *, title: str = "") -> plt.Figure:
+    """Returns one panel per training task: validation accuracy against step for each method
+    (`t2lib.ablations.learning_curves` rows), the best step marked, the base model as a dashed line."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
+    colours = {"svf": "tab:blue", "lora": "tab:orange"}
+    for ax, task in zip(axes[0], tasks):
+        mine = [r for r in rows if r["task"] == task]
+        for r in mine:
+            acc = [100 * a for a in r["accuracy"]]
+            ax.plot(r["steps"], acc, marker="o", ms=3, color=colours.get(r["method"], "tab:gray"),
+                    label=r["method"].upper() if r["method"] != "svf" else "SVF")
+            if r["best_step"] in r["steps"]:
+                ax.scatter([r["best_step"]], [acc[r["steps"].index(r["best_step"])]], s=60, facecolors="none",
+                           edgecolors=colours.get(r["method"], "tab:gray"), zorder=3)
+        ax.axhline(100 * mine[0]["base"], color="black", ls="--", lw=1, label="base model")
+        ax.set_title(f"{mine[0]['category']}: {task}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy (%)")
+    axes[0][-1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def plot_confusion(counts, *, rows: Sequence[str], cols: Sequence[str], title: str = "") -> plt.Figure:
     """Returns a heatmap of counts[i, j] (gold rows[i], predicted cols[j]) with the numbers written in."""
     data = np.asarray(counts, dtype=float)

@@ -141,6 +141,12 @@ def check_ablations(r, P):
     for c in r["table5"]:
         assert 0 <= c["base"] <= 100 and c["ordered_gain"] == pytest.approx(c["ordered"] - c["base"])
         assert c["shuffle_low"] <= c["shuffle_effect"] <= c["shuffle_high"]
+    curves = r["curves"]
+    assert {c["method"] for c in curves} >= {"svf"} and {c["method"] for c in curves} <= {"svf", "lora"}
+    for c in curves:
+        assert c["steps"] == sorted(c["steps"]) and len(c["steps"]) == len(c["accuracy"]) >= 2
+        assert all(0 <= a <= 1 for a in c["accuracy"]) and 0 <= c["base"] <= 1
+        assert c["best_step"] in c["steps"] and c["steps"][0] == 0
 
 
 CHECKS = {"00": ("nb00_quickstart.json", check_quickstart), "01": ("nb01_svd_inspection.json", check_svd_inspection),
