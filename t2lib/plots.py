@@ -105,7 +105,7 @@ def plot_learning_curves(rows: Sequence[dict], *, title: str = "") -> plt.Figure
         for r in mine:
             acc = [100 * a for a in r["accuracy"]]
             ax.plot(r["steps"], acc, marker="o", ms=3, color=colours.get(r["method"], "tab:gray"),
-                    label=r["method"].upper() if r["method"] != "svf" else "SVF")
+                    label={"svf": "SVF", "lora": "LoRA"}.get(r["method"], r["method"]))
             if r["best_step"] in r["steps"]:
                 ax.scatter([r["best_step"]], [acc[r["steps"].index(r["best_step"])]], s=60, facecolors="none",
                            edgecolors=colours.get(r["method"], "tab:gray"), zorder=3)
@@ -114,7 +114,11 @@ def plot_learning_curves(rows: Sequence[dict], *, title: str = "") -> plt.Figure
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("validation accuracy (%)")
-    axes[0][-1].legend(fontsize=8)
+    legend = {}  # every method once, whichever panel drew it
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    axes[0][-1].legend(list(legend.values()), list(legend), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
