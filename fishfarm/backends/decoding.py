@@ -192,6 +192,14 @@ class LeanDecoder:
             return mlp(x)
         return self._linear(mlp.down_proj, mlp.act_fn(self._linear(mlp.gate_proj, x)) * self._linear(mlp.up_proj, x))
 
+    @staticmethod
+    def _kept(cache: torch.Tensor, index: torch.Tensor, used: int) -> torch.Tensor:
+        """Returns a cache holding the rows in `index`: the `used` columns written so far copied,
+        the rest allocated for the steps to come."""
+        out = cache.new_empty((cache.shape[0], len(index), *cache.shape[2:]))
+        out[:, :, :, :used] = cache[:, index, :, :used]
+        return out
+
     @torch.no_grad()
     def decode(self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, pad_id: int,
                finished: FinishCheck, temperature: float = 0.0, top_p: float = 1.0) -> list[list[int]]:
@@ -266,7 +274,7 @@ class LeanDecoder:
             if ended and ended >= self.compact_fraction * len(live):
                 keep = [j for j, r in enumerate(live) if not done[r]]
                 index = torch.tensor(keep, device=device)
-                keys, values = keys.index_select(1, index), values.index_select(1, index)
+                keys, values = self._kept(keys, index, width + step), self._kept(values, index, width + step)
                 valid, next_pos, tokens = valid[index], next_pos[index], tokens[index]
                 rows, live = rows[index], [live[j] for j in keep]
             col = width + step
