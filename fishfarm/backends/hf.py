@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 
-from fishfarm.backends.decoding import LeanDecoder, unsupported as decoding_support
+from fishfarm.backends.decoding import LeanDecoder, shared_prefix, unsupported as decoding_support
 from fishfarm.types import (FinishReason, GenerationRequest, GenerationResult, LogprobRequest,
                             Logprobs, Prompt, SamplingParams)
 
@@ -97,11 +97,6 @@ class HFBackend:
                              "tokenizer.pad_token before building HFBackend")
         if decoding not in DECODINGS:
             raise ValueError(f"decoding={decoding!r}: choose one of {', '.join(DECODINGS)}")
-        if decoding == "lean":
-            reason = decoding_support(model, 1)
-            if reason is not None:
-                raise ValueError(f"decoding='lean' cannot run this model ({reason}); use "
-                                 "decoding='generate' or 'auto'")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -111,6 +106,8 @@ class HFBackend:
         self.min_shared_prefix = min_shared_prefix
         self.decoding = decoding
         self._lean: LeanDecoder | None = None
+        if decoding == "lean":
+            self._lean_decoder(1)  # a model it cannot run is named now, not at the first batch
 
     name = "hf"
     shares_weights = True  # the model's own tensors: an expert written into them is seen at once
@@ -205,20 +202,7 @@ class HFBackend:
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams, *,
                         batch_index: int) -> list[GenerationResult]:
         width = max(map(len, prompts))
-        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):  # left padding: every answer starts at column width
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            mask[row, width - len(ids):] = 1
         sample = sampling.temperature > 0
-        # Every field is set, so nothing leaks in from the model's own generation_config
-        # (top_k 0 = off when sampling; 50 is the value greedy validation expects).
-        config = GenerationConfig(
-            max_new_tokens=sampling.max_new_tokens, do_sample=sample, num_beams=1,
-            temperature=sampling.temperature if sample else 1.0,
-            top_p=sampling.top_p if sample else 1.0, top_k=0 if sample else 50, typical_p=1.0,
-            repetition_penalty=1.0, no_repeat_ngram_size=0, num_return_sequences=1,
-            eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id)
         tracker = _FinishTracker(self.tokenizer, stop=sampling.stop, eos_ids=self.eos_ids,
                                  batch=len(prompts), prompt_len=width)
         seeded = sample and sampling.seed is not None
@@ -234,10 +218,7 @@ class HFBackend:
                                   finished=tracker.observe, temperature=sampling.temperature,
                                   top_p=sampling.top_p)
             else:
-                out = self.model.generate(
-                    input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                    generation_config=config, stopping_criteria=StoppingCriteriaList([tracker]))
-                new = out[:, width:].cpu().tolist()
+                new = self._hf_generate(prompts, sampling, tracker)
         results = []
         for row in range(len(prompts)):
             end = tracker.end[row] if tracker.end[row] is not None else len(new[row])
@@ -249,6 +230,28 @@ class HFBackend:
                                             finish_reason=reason, prompt_tokens=len(prompts[row])))
         return results
 
+    def _hf_generate(self, prompts: list[list[int]], sampling: SamplingParams,
+                     tracker: _FinishTracker) -> list[list[int]]:
+        """Returns each row's new token ids from one left-padded batch through `model.generate`."""
+        width = max(map(len, prompts))
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):  # left padding: every answer starts at column width
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            mask[row, width - len(ids):] = 1
+        sample = sampling.temperature > 0
+        # Every field is set, so nothing leaks in from the model's own generation_config
+        # (top_k 0 = off when sampling; 50 is the value greedy validation expects).
+        config = GenerationConfig(
+            max_new_tokens=sampling.max_new_tokens, do_sample=sample, num_beams=1,
+            temperature=sampling.temperature if sample else 1.0,
+            top_p=sampling.top_p if sample else 1.0, top_k=0 if sample else 50, typical_p=1.0,
+            repetition_penalty=1.0, no_repeat_ngram_size=0, num_return_sequences=1,
+            eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id)
+        out = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                  generation_config=config, stopping_criteria=StoppingCriteriaList([tracker]))
+        return out[:, width:].cpu().tolist()
+
     def _lean_decoder(self, total_len: int) -> LeanDecoder | None:
         """Returns the lean decoder when `decoding` allows it and the model supports it for
         `total_len` positions (prompt + budget), else None (`generate` runs)."""
@@ -257,7 +260,7 @@ class HFBackend:
         reason = decoding_support(self.model, total_len)
         if reason is not None:
             if self.decoding == "lean":
-                raise ValueError(f"decoding='lean' cannot run this batch ({reason}); use "
+                raise ValueError(f"decoding='lean' cannot run this model here ({reason}); use "
                                  "decoding='generate' or 'auto'")
             return None
         if self._lean is None:
@@ -329,7 +332,7 @@ class HFBackend:
         """Runs the model body on right-padded rows; returns (hidden states, shared) where the
         hidden states start at position `shared` (the length of a prefix run once, or 0)."""
         device = self.device
-        shared = self._shared_prefix(prompts, input_ids)
+        shared = self._shared_prefix(prompts)
         if not shared:
             return self.model.base_model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                          use_cache=False)[0], 0
@@ -341,14 +344,12 @@ class HFBackend:
                                        past_key_values=cache, use_cache=True)[0]
         return hidden, shared
 
-    def _shared_prefix(self, prompts: Sequence[Sequence[int]], input_ids: torch.Tensor) -> int:
+    def _shared_prefix(self, prompts: Sequence[Sequence[int]]) -> int:
         """Returns how many leading tokens all rows share (0 when too few to be worth it), kept
         short of every prompt's last token, where the first scored position is."""
         if not self.min_shared_prefix or len(prompts) < 2:
             return 0
-        limit = min(len(p) for p in prompts) - 1
-        same = (input_ids[:, :limit] == input_ids[:1, :limit]).all(dim=0)
-        shared = int(same.long().cumprod(0).sum()) if limit > 0 else 0
+        shared = shared_prefix(prompts)
         return shared if shared >= self.min_shared_prefix else 0
 
     def _continuation_ids(self, req: LogprobRequest) -> list[int]:
