@@ -30,6 +30,7 @@ import argparse
 import json
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Sequence
 
 from t2lib.atomic import atomic_write_csv, atomic_write_json
@@ -202,44 +203,67 @@ def write_outputs(records: Sequence[dict], preset: Preset, *, started: float):
     return path
 
 
-TABLE5_COLUMNS = ("category", "expert", "task", "n", "base_accuracy", "ordered_accuracy", "shuffled_accuracy")
+TABLE5_COLUMNS = ("category", "expert", "source_model", "task", "n", "base_accuracy", "ordered_accuracy", "shuffled_accuracy")
 
 
-def run_shuffle_control(preset: Preset, *, seed: int = 0, fresh: bool = False, progress: bool = True) -> list[dict]:
+def run_shuffle_control(preset: Preset, *, seed: int = 0, fresh: bool = False, progress: bool = True,
+                        transfer_from: Path | None = None) -> list[dict]:
     """Table 5's control at the preset's scale: each category's expert on its unseen task, with its
     z as trained ("ordered") and permuted within each matrix ("shuffled", `t2lib.experts.shuffled`),
-    against the base model, on the same questions. Kept in build/ablations/<preset>/table5.json."""
-    from t2lib.adapt import load_experts
-    from t2lib.experts import shuffled
+    against the base model, on the same questions. Kept in build/ablations/<preset>/table5.json.
+
+    `transfer_from`: a folder of category experts trained on another base model with the same
+    target shapes (the paper's Llama-3-8B experts on Mistral-7B-Instruct-v0.3); each is applied to
+    the preset's model through `Expert.transferred_to`, the explicit opt-in past the weights check.
+    Each row then names the expert's source model; kept in table5-transfer.json."""
+    from t2lib.adapt import check_experts, load_experts
+    from t2lib.experts import Expert, shuffled
     from t2lib.reinforce import evaluation_sampling
     from t2lib.samples import spread_ids
     from t2lib.session import Session
 
-    path = build_dir() / "ablations" / preset.name / "table5.json"
+    if transfer_from is not None:
+        transfer_from = Path(transfer_from)
+        missing = [c for c in preset.suite_spec.categories if not (transfer_from / f"{c}.safetensors").exists()]
+        if missing:
+            raise FileNotFoundError(f"--transfer-from {transfer_from}: no {', '.join(missing)} expert there; "
+                                    "name the folder of another model's experts (e.g. experts/paper)")
+        sources = {c: Expert.load(transfer_from / c) for c in preset.suite_spec.categories}  # verified
+        key = {c: e.base_fingerprint for c, e in sources.items()}
+    else:
+        check_experts(preset, strategies=())
+        key = None
+    path = build_dir() / "ablations" / preset.name / ("table5-transfer.json" if transfer_from else "table5.json")
     if path.exists() and not fresh:
         record = json.loads(path.read_text())
-        if record.get("version") == RECORD_VERSION and record.get("seed") == seed:
+        if record.get("version") == RECORD_VERSION and record.get("seed") == seed and record.get("source") == key:
             return record["rows"]
     session = Session(preset, progress=progress)
-    experts, _ = load_experts(preset)
+    if transfer_from is not None:
+        experts = {c: e.transferred_to(session.svf.decomp, model_id=preset.model) for c, e in sources.items()}
+    else:
+        experts, _ = load_experts(preset)
     rows = []
     for category, name in preset.suite_spec.unseen.items():
         task = preset.task(name, "test")
         ids = spread_ids(task.ids, preset.eval_limit)
         sampling = evaluation_sampling(preset.train_config(preset.suite_spec.training[category]), task)
-        row = {"category": category, "expert": experts[category].name, "task": name, "ids": list(ids)}
+        row = {"category": category, "expert": experts[category].name, "task": name, "ids": list(ids),
+               "source_model": (experts[category].config.get("transferred_from") or {}).get(
+                   "base_model", experts[category].base_model)}
         for label, expert in (("base", None), ("ordered", experts[category]),
                               ("shuffled", shuffled(experts[category], seed=seed))):
             with session.svf.using(expert):
                 done = task.evaluate(session.backend, sample_ids=ids, sampling=sampling, progress=progress)
             row[label] = [int(x.score.correct) for x in done.samples]
         rows.append(row)
-    atomic_write_json(path, {"version": RECORD_VERSION, "seed": seed, "rows": rows})
+    atomic_write_json(path, {"version": RECORD_VERSION, "seed": seed, "source": key, "rows": rows})
     return rows
 
 
 def table5_rows(rows: Sequence[dict]) -> list[dict]:
-    return [{"category": r["category"], "expert": r["expert"], "task": r["task"], "n": len(r["ids"]),
+    return [{"category": r["category"], "expert": r["expert"], "source_model": r.get("source_model", ""),
+             "task": r["task"], "n": len(r["ids"]),
              **{f"{k}_accuracy": round(sum(r[k]) / len(r[k]), 4) for k in ("base", "ordered", "shuffled")}}
             for r in rows]
 
@@ -278,16 +302,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="recompute rows kept from earlier runs")
     parser.add_argument("--shuffle-control", action="store_true",
                         help="Table 5's control instead: each expert on its unseen task, z ordered and shuffled")
+    parser.add_argument("--transfer-from", type=Path, metavar="FOLDER",
+                        help="with --shuffle-control: apply the category experts in FOLDER, trained on another "
+                             "base model with the same target shapes, to this one (Table 5's transfer)")
     args = parser.parse_args(argv)
+    if args.transfer_from is not None and not args.shuffle_control:
+        parser.error("--transfer-from goes with --shuffle-control (Table 5)")
     preset = preset_from_args(args)
     started = time.time()
     if args.shuffle_control:
         from t2lib.runinfo import write_results
 
-        rows = run_shuffle_control(preset, fresh=args.fresh)
+        from t2lib.experts import ExpertMismatchError
+
+        try:
+            rows = run_shuffle_control(preset, fresh=args.fresh, transfer_from=args.transfer_from)
+        except (FileNotFoundError, ExpertMismatchError) as e:
+            parser.error(str(e))
         folder = figures_dir(preset.name)
-        atomic_write_csv(folder / "table5_shuffled_sigma.csv", table5_rows(rows), TABLE5_COLUMNS)
-        write_results(folder / "table5_shuffled_sigma.json", {"rows": table5_rows(rows), "per_question": rows},
+        stem = "table5_transfer" if args.transfer_from else "table5_shuffled_sigma"
+        atomic_write_csv(folder / f"{stem}.csv", table5_rows(rows), TABLE5_COLUMNS)
+        write_results(folder / f"{stem}.json", {"rows": table5_rows(rows), "per_question": rows},
                       preset=preset, started=started)
         for r in table5_rows(rows):
             print(f"{r['task']:14s} base {r['base_accuracy']:.1%}  ordered {r['ordered_accuracy']:.1%}  "

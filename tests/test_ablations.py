@@ -61,3 +61,56 @@ def test_the_shuffle_control_scores_ordered_and_shuffled_z_on_the_same_questions
     assert set(table[0]) == set(ablations.TABLE5_COLUMNS)
     monkeypatch.setattr("t2lib.session.Session", lambda *a, **k: pytest.fail("kept results were recomputed"))
     assert ablations.run_shuffle_control(preset, seed=3, progress=False) == rows
+
+
+def _foreign_experts(folder, preset, *, hidden: int = 32, seed: int = 1, model_id: str = "other-model"):
+    """Saves one expert per category trained (here: drawn) on another base model."""
+    from t2lib.svd import decompose
+    from t2lib.svf import SVFModel
+
+    model = make_tiny_llama(seed=seed, hidden=hidden)
+    svf = SVFModel(model, decompose(model, preset.targets, cache=False, progress=False), model_id=model_id)
+    for i, category in enumerate(preset.suite_spec.categories):
+        svf.new_expert(name=category, noise_std=0.8, seed=10 + i).save(folder / category)
+    return svf
+
+
+def test_table5_transfer_applies_another_models_experts_by_explicit_opt_in(tiny_world, tmp_path, monkeypatch):
+    from t2lib.experts import Expert, ExpertMismatchError
+    from t2lib.session import Session
+
+    preset = tiny_world
+    foreign = _foreign_experts(tmp_path / "foreign", preset)
+    session = Session(preset, progress=False)
+    assert foreign.base_fingerprint != session.svf.base_fingerprint
+    with pytest.raises(ExpertMismatchError):  # without the opt-in the other model's expert is refused
+        session.svf.apply(Expert.load(tmp_path / "foreign" / "math"))
+
+    rows = ablations.run_shuffle_control(preset, seed=3, progress=False, transfer_from=tmp_path / "foreign")
+    assert [r["source_model"] for r in rows] == ["other-model"] * len(rows)
+    assert [r["expert"] for r in rows] == list(preset.suite_spec.unseen)  # the category experts
+    table = ablations.table5_rows(rows)
+    assert {r["source_model"] for r in table} == {"other-model"} and set(table[0]) == set(ablations.TABLE5_COLUMNS)
+    # Kept per source: the same folder is not rescored; experts from another source are.
+    monkeypatch.setattr("t2lib.session.Session", lambda *a, **k: pytest.fail("kept results were recomputed"))
+    assert ablations.run_shuffle_control(preset, seed=3, progress=False, transfer_from=tmp_path / "foreign") == rows
+    _foreign_experts(tmp_path / "foreign2", preset, seed=2)
+    with pytest.raises(pytest.fail.Exception, match="recomputed"):
+        ablations.run_shuffle_control(preset, seed=3, progress=False, transfer_from=tmp_path / "foreign2")
+
+
+def test_table5_transfer_refuses_other_shapes_and_missing_experts(tiny_world, tmp_path, capsys):
+    from t2lib.experts import ExpertMismatchError
+
+    preset = tiny_world
+    _foreign_experts(tmp_path / "wider", preset, hidden=48)
+    with pytest.raises(ExpertMismatchError):
+        ablations.run_shuffle_control(preset, progress=False, transfer_from=tmp_path / "wider")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        ablations.main(["--preset", "smoke", "--shuffle-control", "--transfer-from", str(tmp_path / "empty")])
+    err = capsys.readouterr().err
+    assert "--transfer-from" in err and "no math, code, reasoning expert there" in err
+    with pytest.raises(SystemExit):
+        ablations.main(["--transfer-from", str(tmp_path / "wider")])
+    assert "goes with --shuffle-control" in capsys.readouterr().err
