@@ -21,8 +21,14 @@ Paths:
   (`reload_weights`; then the base back).
 Each path's time is the best of `--repeats` (alternating order); tok/s counts generated tokens.
 The script prints how many answers equal the reference's token for token, the ratios against the
-reference measured in this run, and a memory-bandwidth bound: reading every weight once per
-decoding step at the copy rate measured here bounds a batch of b rows near b·rate/bytes tok/s.
+reference measured in this run, and two bounds measured on the same machine:
+- memory bandwidth: reading every weight once per decoding step at the copy rate measured here
+  bounds a batch of b rows near b·rate/bytes tok/s;
+- arithmetic: the matrix products the workload needs at the least (every prompt token once, a
+  prefix all prompts share once, every answer token but the last, the LM head once per answer
+  token; attention left out) at the best fp32 product rate measured here (a large product through
+  the same kernel as the kit's path). No path can take less time, so reference time / this time
+  caps the ratio any path can reach on this machine in fp32.
 It asserts nothing about speed.
 """
 from __future__ import annotations
@@ -52,6 +58,39 @@ def copy_rate_gbs(megabytes: int = 512, repeats: int = 5) -> float:
         x.sum()
         best = min(best, time.perf_counter() - start)
     return x.numel() * 4 / best / 1e9
+
+
+def matmul_rate_gflops(repeats: int = 5) -> float:
+    """Returns the best fp32 rate (GFLOP/s) of a large matrix product (2048 x 576 by 576 x 3072,
+    SmolLM2's MLP shapes at prompt-pass size) through the product the kit's CPU path uses."""
+    from fishfarm.backends.decoding import onednn_available
+
+    x, w = torch.randn(2048, 576), torch.randn(3072, 576)
+    if onednn_available():
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, 2048)
+        product = lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")  # noqa: E731
+    else:
+        product = lambda: torch.nn.functional.linear(x, w)  # noqa: E731
+    product()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product()
+        best = min(best, time.perf_counter() - start)
+    return 2 * x.shape[0] * w.shape[0] * w.shape[1] / best / 1e9
+
+
+def least_flops(model, encoded, answers) -> float:
+    """Returns the matrix-product FLOPs a workload needs at the least (see the module docstring)."""
+    from fishfarm.backends.decoding import shared_prefix
+
+    head = model.get_output_embeddings().weight.numel()
+    embed = model.get_input_embeddings().weight.numel()
+    body = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2) - embed
+    body -= head if model.get_output_embeddings().weight is not model.get_input_embeddings().weight else 0
+    shared = shared_prefix(encoded) if len(encoded) > 1 else 0
+    passes = shared + sum(len(p) - shared for p in encoded) + sum(max(len(a) - 1, 0) for a in answers)
+    return 2.0 * (body * passes + head * sum(len(a) for a in answers))
 
 
 def main() -> None:
@@ -84,9 +123,10 @@ def main() -> None:
         f"evaluation {args.eval} x {test.sampling.max_new_tokens}": [test.request(i) for i in test.ids[:args.eval]],
     }
     eos = sorted(hf.eos_ids)
-    rate = copy_rate_gbs()
+    rate, gflops = copy_rate_gbs(), matmul_rate_gflops()
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    print(f"threads {torch.get_num_threads()}, weights {weight_bytes / 1e6:.0f} MB, read rate {rate:.1f} GB/s")
+    print(f"threads {torch.get_num_threads()}, weights {weight_bytes / 1e6:.0f} MB, read rate {rate:.1f} GB/s, "
+          f"fp32 product rate {gflops:.0f} GFLOP/s")
 
     for label, requests in workloads.items():
         encoded = [hf.encode(r.prompt) for r in requests]
@@ -105,7 +145,9 @@ def main() -> None:
         ref = answers["reference"]
         tokens = {name: sum(map(len, ids)) for name, ids in answers.items()}
         bound = len(requests) * rate * 1e9 / weight_bytes
-        print(f"\n{label}: {tokens['reference']} tokens (reference); bandwidth bound ~{bound:.0f} tok/s")
+        floor = least_flops(model, encoded, ref) / (gflops * 1e9)
+        print(f"\n{label}: {tokens['reference']} tokens (reference); bandwidth bound ~{bound:.0f} tok/s; "
+              f"arithmetic floor {floor:.2f} s (caps the ratio at x{best['reference'] / floor:.2f})")
         for name in paths:
             same = sum(a == b for a, b in zip(answers[name], ref))
             tps = tokens[name] / best[name]

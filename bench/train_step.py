@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/train_step.py                 # default model (tiny preset), 16 prompts
     .venv/bin/python bench/train_step.py --batch 16 --micro 8 --repeats 3
+    .venv/bin/python bench/train_step.py --variants kit     # the kit's settings only (minutes faster)
 
 Rollouts (greedy, the training task's answer budget, as the tiny preset's training makes them):
 - reference-style: one left-padded batch through `model.generate` with its dynamic cache;
@@ -49,6 +50,9 @@ from t2lib.train import task_splits
 from steps import counted_flops, gemm_rate, kit_update, reference_generate, reference_update, timed  # bench/steps.py
 
 
+VARIANTS = ("kit", "kit, model dtype", "kit, bf16 autocast", "kit, SDPA attention")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny")
@@ -56,6 +60,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="prompts in the batch")
     parser.add_argument("--micro", type=int, default=8, help="kit micro-batch size")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="kit update variants to time (\"kit\" is always timed; bf16 autocast takes minutes "
+                             "where the CPU lacks bf16 instructions)")
     args = parser.parse_args()
 
     preset = get_preset(args.preset)
@@ -67,6 +74,7 @@ def main() -> None:
                 "kit, model dtype": dict(grad_dtype=None),
                 "kit, bf16 autocast": dict(grad_dtype="bfloat16", grad_attention=preset.train.grad_attention),
                 "kit, SDPA attention": dict(grad_dtype=preset.train.grad_dtype, grad_attention="sdpa")}
+    variants = {label: options for label, options in variants.items() if label == "kit" or label in args.variants}
     for label, options in variants.items():
         with tempfile.TemporaryDirectory() as tmp:
             trainers[label] = ReinforceTrainer(session.svf, session.backend, task, run_dir=tmp, progress=False,

@@ -158,3 +158,33 @@ def test_a_shared_system_prompt_runs_once_with_the_same_answers(tiny_llama, monk
     sizes.clear()
     unshared, _ = both(tiny_llama, reqs, min_shared_prefix=0)
     assert unshared == ref and sizes[0][0] == len(QUESTIONS)  # 0 turns it off
+
+
+@pytest.mark.skipif(not decoding.onednn_available(), reason="torch here has no oneDNN fused linear kernel")
+def test_packed_weights_fuse_plain_layers_per_call_and_match_the_unpacked_products():
+    from peft import LoraConfig, get_peft_model
+    model = make_tiny_llama()
+    decoder = LeanDecoder(model)
+    assert decoder.pack
+    decoder._pack(8)
+    layer, attn, mlp = decoder._packed[0], model.model.layers[0].self_attn, model.model.layers[0].mlp
+    assert set(layer) == {"qkv", "o", "gate_up", "down"} and decoder._packed_head is not None
+    x = torch.randn(3, 5, 32)
+    for outputs, modules in ((layer["qkv"](x), (attn.q_proj, attn.k_proj, attn.v_proj)),
+                             (layer["gate_up"](x), (mlp.gate_proj, mlp.up_proj))):
+        assert [o.shape for o in outputs] == [(3, 5, m.out_features) for m in modules]
+        for out, m in zip(outputs, modules):
+            torch.testing.assert_close(out, m(x), rtol=1e-5, atol=1e-5)
+    # The copies live for one call: the weights are read again at the next.
+    answers = [r.token_ids for r in HFBackend(model, make_tiny_tokenizer(), progress=False,
+                                              decoding="lean").generate(requests(max_new_tokens=12))]
+    unpacked = HFBackend(model, make_tiny_tokenizer(), progress=False, decoding="lean")
+    unpacked._lean_decoder(100).pack = False
+    assert [r.token_ids for r in unpacked.generate(requests(max_new_tokens=12))] == answers
+    # Adapter layers are not plain: they keep running as modules, the rest is packed.
+    peft = get_peft_model(make_tiny_llama(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    adapted = LeanDecoder(peft)
+    adapted._pack(8)
+    assert set(adapted._packed[0]) == {"o", "gate_up", "down"}
+    out = adapted.decode([[5, 6, 7]], max_new_tokens=3, pad_id=0, finished=lambda row, ids: None)
+    assert len(out[0]) == 3 and adapted._packed is None and adapted._packed_head is None
