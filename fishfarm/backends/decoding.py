@@ -26,9 +26,9 @@ cache:
   attention products become one, its two MLP input products one), and frees the copies when it
   returns. The copies are made from the weights as they are at the call, so an expert written
   into the weights between calls takes effect, as it does without them; they hold as much memory
-  as the weights they copy. On SmolLM2-135M the copy takes about 0.2 s per call and saves 15–30%
-  of each step's linear-layer time at 2–16 rows (`bench/generate.py` measures the whole effect;
-  `pack=False` turns it off).
+  as the weights they copy. On SmolLM2-135M the copy takes about 0.15 s per call (2 cores) and
+  saves 15–30% of each step's linear-layer time at 2–16 rows (`bench/generate.py` measures the
+  whole effect; `pack=False` turns it off).
 
 Greedy answers are those of `generate` up to floating-point rounding (a smaller batch can round
 a matrix product differently; `bench/generate.py` counts the answers that differ). Sampling draws
