@@ -40,13 +40,14 @@ import time
 import torch
 
 from fishfarm.backends import make_backend
+from fishfarm.backends.decoding import onednn_available, shared_prefix
 from fishfarm.types import GenerationRequest, SamplingParams
 from t2lib.experts import Expert
 from t2lib.paths import experts_dir
 from t2lib.presets import get_preset
 from t2lib.session import Session
 
-from steps import reference_generate  # bench/steps.py
+from steps import gemm_rate, reference_generate  # bench/steps.py
 
 
 def copy_rate_gbs(megabytes: int = 512, repeats: int = 5) -> float:
@@ -60,30 +61,8 @@ def copy_rate_gbs(megabytes: int = 512, repeats: int = 5) -> float:
     return x.numel() * 4 / best / 1e9
 
 
-def matmul_rate_gflops(repeats: int = 5) -> float:
-    """Returns the best fp32 rate (GFLOP/s) of a large matrix product (2048 x 576 by 576 x 3072,
-    SmolLM2's MLP shapes at prompt-pass size) through the product the kit's CPU path uses."""
-    from fishfarm.backends.decoding import onednn_available
-
-    x, w = torch.randn(2048, 576), torch.randn(3072, 576)
-    if onednn_available():
-        packed = torch.ops.mkldnn._reorder_linear_weight(w, 2048)
-        product = lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")  # noqa: E731
-    else:
-        product = lambda: torch.nn.functional.linear(x, w)  # noqa: E731
-    product()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        product()
-        best = min(best, time.perf_counter() - start)
-    return 2 * x.shape[0] * w.shape[0] * w.shape[1] / best / 1e9
-
-
 def least_flops(model, encoded, answers) -> float:
     """Returns the matrix-product FLOPs a workload needs at the least (see the module docstring)."""
-    from fishfarm.backends.decoding import shared_prefix
-
     head = model.get_output_embeddings().weight.numel()
     embed = model.get_input_embeddings().weight.numel()
     body = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2) - embed
@@ -123,7 +102,8 @@ def main() -> None:
         f"evaluation {args.eval} x {test.sampling.max_new_tokens}": [test.request(i) for i in test.ids[:args.eval]],
     }
     eos = sorted(hf.eos_ids)
-    rate, gflops = copy_rate_gbs(), matmul_rate_gflops()
+    # The best fp32 product rate: SmolLM2's MLP shapes at prompt-pass size, through the kit's CPU product.
+    rate, gflops = copy_rate_gbs(), gemm_rate(2048, 576, 3072, torch.float32, onednn=onednn_available()) / 1e9
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     print(f"threads {torch.get_num_threads()}, weights {weight_bytes / 1e6:.0f} MB, read rate {rate:.1f} GB/s, "
           f"fp32 product rate {gflops:.0f} GFLOP/s")

@@ -104,17 +104,25 @@ def counted_flops(fn, trainer, *args) -> int:
     return counter.get_total_flops()
 
 
-def gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, *, device: str = "cpu", repeats: int = 5) -> float:
-    """Returns the best FLOP/s of an (m x k) @ (k x n) product in `dtype` over `repeats` runs."""
+def gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, *, device: str = "cpu", repeats: int = 5,
+              onednn: bool = False) -> float:
+    """Returns the best FLOP/s of an (m x k) @ (k x n) product in `dtype` over `repeats` runs.
+    `onednn`: through oneDNN's linear kernel with the weight in its blocked layout (the product
+    the HF backend's decoding loop uses on a CPU) instead of `@`."""
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(m, k, generator=gen).to(device, dtype)
     b = torch.randn(k, n, generator=gen).to(device, dtype)
-    a @ b  # warm-up: thread pool, kernel selection
+    if onednn:
+        packed = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), m)
+        product = lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")  # noqa: E731
+    else:
+        product = lambda: a @ b  # noqa: E731
+    product()  # warm-up: thread pool, kernel selection
     best = float("inf")
     for _ in range(repeats):
         sync()
         start = time.perf_counter()
-        a @ b
+        product()
         sync()
         best = min(best, time.perf_counter() - start)
     return 2 * m * k * n / best

@@ -311,9 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset = preset_from_args(args)
     started = time.time()
     if args.shuffle_control:
-        from t2lib.runinfo import write_results
-
         from t2lib.experts import ExpertMismatchError
+        from t2lib.runinfo import write_results
 
         try:
             rows = run_shuffle_control(preset, fresh=args.fresh, transfer_from=args.transfer_from)

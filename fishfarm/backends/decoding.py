@@ -120,6 +120,12 @@ def sampling_processors(temperature: float, top_p: float) -> LogitsProcessorList
     return processors
 
 
+def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight.T + bias through oneDNN's kernel (weight dense, or in its blocked layout)."""
+    out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), weight, bias, "none", [], "")
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
 class _Packed:
     """Linear layers sharing an input, their weights (concatenated) copied into oneDNN's blocked
     layout: calling it on x returns each layer's output, as views of one product."""
@@ -134,8 +140,7 @@ class _Packed:
         self.sizes = [m.out_features for m in modules]
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), self.weight, self.bias, "none", [], "")
-        out = out.view(*x.shape[:-1], out.shape[-1])
+        out = _onednn_linear(x, self.weight, self.bias)
         return out.split(self.sizes, dim=-1) if len(self.sizes) > 1 else (out,)
 
 
@@ -217,11 +222,10 @@ class LeanDecoder:
         """`module(x)`, through oneDNN's kernel for a plain linear layer when `onednn` is on."""
         if not (self.onednn and _plain(module)):
             return module(x)
-        out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), module.weight, module.bias,
-                                                 "none", [], "")
-        return out.view(*x.shape[:-1], out.shape[-1])
+        return _onednn_linear(x, module.weight, module.bias)
 
-    def _gated(self, mlp) -> bool:
+    @staticmethod
+    def _gated(mlp) -> bool:
         """True for the gated MLP of these models, unhooked and with its own forward."""
         return (all(hasattr(mlp, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))
                 and "forward" not in mlp.__dict__ and not mlp._forward_hooks and not mlp._forward_pre_hooks)
