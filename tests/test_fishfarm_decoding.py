@@ -2,6 +2,8 @@
 same seeded samples, while rows end at different steps and the batch is compacted."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
@@ -166,15 +168,32 @@ def test_packed_weights_fuse_plain_layers_per_call_and_match_the_unpacked_produc
     model = make_tiny_llama()
     decoder = LeanDecoder(model)
     assert decoder.pack
-    decoder._pack(8)
-    layer, attn, mlp = decoder._packed[0], model.model.layers[0].self_attn, model.model.layers[0].mlp
-    assert set(layer) == {"qkv", "o", "gate_up", "down"} and decoder._packed_head is not None
+    decoder._plan(8)
+    layer, attn, mlp = decoder._layers[0], model.model.layers[0].self_attn, model.model.layers[0].mlp
+    assert layer.qkv is not None and layer.gate_up is not None and layer.mlp is None
+    assert all(isinstance(f.__self__, decoding._Packed) for f in (layer.o, layer.down, decoder._head))
     x = torch.randn(3, 5, 32)
-    for outputs, modules in ((layer["qkv"](x), (attn.q_proj, attn.k_proj, attn.v_proj)),
-                             (layer["gate_up"](x), (mlp.gate_proj, mlp.up_proj))):
-        assert [o.shape for o in outputs] == [(3, 5, m.out_features) for m in modules]
-        for out, m in zip(outputs, modules):
-            torch.testing.assert_close(out, m(x), rtol=1e-5, atol=1e-5)
+    gate, up = layer.gate_up(x)
+    torch.testing.assert_close(gate, mlp.gate_proj(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(up, mlp.up_proj(x), rtol=1e-5, atol=1e-5)
+    # q and k come out with each head's rotary halves interleaved, v as it is.
+    d, heads, kv_heads = attn.head_dim, model.config.num_attention_heads, model.config.num_key_value_heads
+    q, k, v = layer.qkv(x)
+    interleave = lambda y: y.unflatten(-1, (-1, 2, d // 2)).transpose(-1, -2).flatten(-3)
+    torch.testing.assert_close(q, interleave(attn.q_proj(x)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(k, interleave(attn.k_proj(x)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(v, attn.v_proj(x), rtol=1e-5, atol=1e-5)
+    # Rotating the interleaved pairs as complex numbers is the model's own rotary embedding.
+    cos, sin = model.model.rotary_emb(x, torch.arange(5)[None].expand(3, 5))
+    rotation = torch.complex(cos[..., :d // 2], sin[..., :d // 2]).unsqueeze(2)
+    rotated = torch.view_as_real(torch.view_as_complex(torch.cat([q, k], -1).unflatten(-1, (-1, d // 2, 2)))
+                                 * rotation).flatten(-2)
+    view = lambda y: y.unflatten(-1, (-1, d)).transpose(1, 2)
+    q_ref, k_ref = sys.modules[type(attn).__module__].apply_rotary_pos_emb(
+        view(attn.q_proj(x)), view(attn.k_proj(x)), cos, sin)
+    assert rotated.shape == (3, 5, heads + kv_heads, d)
+    torch.testing.assert_close(rotated[:, :, :heads], interleave(q_ref.transpose(1, 2)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rotated[:, :, heads:], interleave(k_ref.transpose(1, 2)), rtol=1e-5, atol=1e-5)
     # The copies live for one call: the weights are read again at the next.
     answers = [r.token_ids for r in HFBackend(model, make_tiny_tokenizer(), progress=False,
                                               decoding="lean").generate(requests(max_new_tokens=12))]
@@ -184,7 +203,8 @@ def test_packed_weights_fuse_plain_layers_per_call_and_match_the_unpacked_produc
     # Adapter layers are not plain: they keep running as modules, the rest is packed.
     peft = get_peft_model(make_tiny_llama(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     adapted = LeanDecoder(peft)
-    adapted._pack(8)
-    assert set(adapted._packed[0]) == {"o", "gate_up", "down"}
+    adapted._plan(8)
+    layer, attn = adapted._layers[0], adapted.layers[0].self_attn
+    assert layer.qkv is None and (layer.q, layer.v) == (attn.q_proj, attn.v_proj) and layer.gate_up is not None
     out = adapted.decode([[5, 6, 7]], max_new_tokens=3, pad_id=0, finished=lambda row, ids: None)
-    assert len(out[0]) == 3 and adapted._packed is None and adapted._packed_head is None
+    assert len(out[0]) == 3 and adapted._layers is None and adapted._head is None

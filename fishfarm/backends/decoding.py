@@ -43,7 +43,9 @@ why another model cannot use it; `HFBackend` then falls back to `generate`.
 """
 from __future__ import annotations
 
+import functools
 import sys
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -52,6 +54,8 @@ from transformers.generation.logits_process import (LogitsProcessorList, Tempera
                                                     TopPLogitsWarper)
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
+# Their RMSNorm classes: weight * x / sqrt(mean(x^2) + eps), computed in fp32.
+_RMS_NORMS = ("LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm")
 
 # row index in the original batch, the row's new token ids so far -> a finish reason, or None
 FinishCheck = Callable[[int, Sequence[int]], "str | None"]
@@ -60,8 +64,12 @@ FinishCheck = Callable[[int, Sequence[int]], "str | None"]
 def _plain(module) -> bool:
     """True for an `nn.Linear` that runs as one: no subclass (a PEFT adapter layer), no forward
     replaced on the instance (SVF's factored layers) and no hooks."""
-    return (type(module) is torch.nn.Linear and "forward" not in module.__dict__
-            and not module._forward_hooks and not module._forward_pre_hooks)
+    return type(module) is torch.nn.Linear and _unhooked(module)
+
+
+def _unhooked(module) -> bool:
+    """True for a module with no forward replaced on the instance and no hooks."""
+    return "forward" not in module.__dict__ and not module._forward_hooks and not module._forward_pre_hooks
 
 
 def onednn_available() -> bool:
@@ -128,20 +136,64 @@ def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 class _Packed:
     """Linear layers sharing an input, their weights (concatenated) copied into oneDNN's blocked
-    layout: calling it on x returns each layer's output, as views of one product."""
+    layout: calling it on x returns each layer's output, as views of one product. `order`, when
+    given, reorders the output features of the concatenation (see `_interleaved_rotary_order`)."""
 
-    def __init__(self, modules: Sequence[torch.nn.Linear], rows: int):
+    def __init__(self, modules: Sequence[torch.nn.Linear], rows: int, order: torch.Tensor | None = None):
         with torch.no_grad():
             weight = torch.cat([m.weight for m in modules]) if len(modules) > 1 else modules[0].weight
-            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
             biases = [m.bias for m in modules]
-            self.bias = None if all(b is None for b in biases) else torch.cat(
+            bias = None if all(b is None for b in biases) else torch.cat(
                 [b.detach() if b is not None else m.weight.new_zeros(m.out_features) for b, m in zip(biases, modules)])
+            if order is not None:
+                weight, bias = weight[order], (bias[order] if bias is not None else None)
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
+            self.bias = bias
         self.sizes = [m.out_features for m in modules]
 
+    def product(self, x: torch.Tensor) -> torch.Tensor:
+        """The concatenated outputs, as one tensor."""
+        return _onednn_linear(x, self.weight, self.bias)
+
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = _onednn_linear(x, self.weight, self.bias)
+        out = self.product(x)
         return out.split(self.sizes, dim=-1) if len(self.sizes) > 1 else (out,)
+
+
+def _interleaved_rotary_order(q_heads: int, k_heads: int, v_features: int, head_dim: int) -> torch.Tensor:
+    """The output order of a fused q, k, v product in which each q and k head's two rotary halves
+    are interleaved (features 0, d/2, 1, d/2 + 1, ...), v unchanged. Attention scores are dot
+    products over a head's features, which do not depend on their order when q and k share it;
+    interleaved pairs let one complex multiplication rotate every q and k head at once."""
+    half = head_dim // 2
+    within = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).reshape(-1)
+    heads = q_heads + k_heads
+    rotated = (torch.arange(heads)[:, None] * head_dim + within).reshape(-1)
+    return torch.cat([rotated, heads * head_dim + torch.arange(v_features)])
+
+
+@dataclass(eq=False)
+class _Layer:
+    """How one decoder layer runs in a decode call: functions for its norms and products (see
+    `LeanDecoder._plan`). With `qkv`, q, k and v come from one packed product, q and k interleaved
+    for the rotary embedding (`_interleaved_rotary_order`); else from `q`, `k`, `v`. `mlp` runs
+    an MLP as it is; else the gated MLP runs from `gate_up` (one packed product) or `gate` and
+    `up`, then `act` and `down`."""
+    scaling: float
+    input_norm: Callable
+    post_norm: Callable
+    qkv: _Packed | None = None
+    qk_width: int = 0
+    q: Callable | None = None
+    k: Callable | None = None
+    v: Callable | None = None
+    o: Callable | None = None
+    mlp: Callable | None = None
+    gate_up: _Packed | None = None
+    gate: Callable | None = None
+    up: Callable | None = None
+    act: Callable | None = None
+    down: Callable | None = None
 
 
 class LeanDecoder:
@@ -174,8 +226,9 @@ class LeanDecoder:
         self.onednn = (onednn and onednn_available() and self.device.type == "cpu"
                        and self.dtype == torch.float32)
         self.pack = pack and self.onednn
-        self._packed: list[dict] | None = None  # per layer, during a decode call (see `_pack`)
-        self._packed_head: _Packed | None = None
+        # How each layer, the final norm and the head run, during a decode call (see `_plan`).
+        self._layers: list[_Layer] | None = None
+        self._final_norm = self._head = None
 
     @property
     def device(self) -> torch.device:
@@ -187,83 +240,102 @@ class LeanDecoder:
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
                  values: torch.Tensor, col: int, mask: torch.Tensor, *, head: bool = True) -> torch.Tensor | None:
-        """Runs `ids` (rows x t) at cache columns col..col+t-1; returns the last position's logits
-        in fp32 (None when not `head`). `mask` (rows x 1 x t x col+t, True = attend) covers the
-        cache up to col+t."""
+        """Runs `ids` (rows x t) at cache columns col..col+t-1 through the call's plan (`_plan`);
+        returns the last position's logits in fp32 (None when not `head`). `mask`
+        (rows x 1 x t x col+t, True = attend) covers the cache up to col+t."""
         rows, t = ids.shape
+        d = self.head_dim
         x = self.body.embed_tokens(ids)
         cos, sin = self.body.rotary_emb(x, positions)
+        rotation = None  # cos + i sin per position and pair, for the interleaved q, k of packed layers
+        # One additive mask for every layer (attention turns a boolean one into this at each call).
+        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
         end = col + t
-        for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            packed = self._packed[i] if self._packed is not None else {}
-            h = layer.input_layernorm(x)
-            if "qkv" in packed:
-                q, k, v = packed["qkv"](h)
+        for i, layer in enumerate(self._layers):
+            h = layer.input_norm(x)
+            if layer.qkv is not None:
+                if rotation is None:
+                    rotation = torch.complex(cos[..., :d // 2], sin[..., :d // 2]).unsqueeze(2)
+                out = layer.qkv.product(h)
+                pairs = torch.view_as_complex(out[..., :layer.qk_width].unflatten(-1, (-1, d // 2, 2)))
+                qk = torch.view_as_real(pairs * rotation).flatten(-2).transpose(1, 2)  # rows, heads, t, d
+                q, k = qk[:, :-self.kv_heads], qk[:, -self.kv_heads:]
+                v = out[..., layer.qk_width:].unflatten(-1, (self.kv_heads, d)).transpose(1, 2)
             else:
-                q, k, v = (self._linear(m, h) for m in (attn.q_proj, attn.k_proj, attn.v_proj))
-            q, k, v = (y.view(rows, t, -1, self.head_dim).transpose(1, 2) for y in (q, k, v))
-            q, k = self.apply_rotary(q, k, cos, sin)
+                q, k, v = (f(h).view(rows, t, -1, d).transpose(1, 2) for f in (layer.q, layer.k, layer.v))
+                q, k = self.apply_rotary(q, k, cos, sin)
             keys[i, :, :, col:end] = k
             values[i, :, :, col:end] = v
-            out = F.scaled_dot_product_attention(q, keys[i, :, :, :end], values[i, :, :, :end], attn_mask=mask,
-                                                 scale=attn.scaling, enable_gqa=True)
-            out = out.transpose(1, 2).reshape(rows, t, -1)
-            x = x + (packed["o"](out)[0] if "o" in packed else self._linear(attn.o_proj, out))
-            x = x + self._mlp(layer.mlp, layer.post_attention_layernorm(x), packed)
+            out = F.scaled_dot_product_attention(q, keys[i, :, :, :end], values[i, :, :, :end], attn_mask=bias,
+                                                 scale=layer.scaling, enable_gqa=True)
+            x = x + layer.o(out.transpose(1, 2).reshape(rows, t, -1))
+            h = layer.post_norm(x)
+            if layer.mlp is not None:
+                x = x + layer.mlp(h)
+                continue
+            # The gated MLP of these models: down(act(gate(h)) * up(h)).
+            gate, up = layer.gate_up(h) if layer.gate_up is not None else (layer.gate(h), layer.up(h))
+            x = x + layer.down(layer.act(gate).mul_(up))
         if not head:
             return None
-        last = self.body.norm(x[:, -1])
-        if self._packed_head is not None:
-            return self._packed_head(last)[0].float()
-        return self._linear(self.lm.get_output_embeddings(), last).float()
+        return self._head(self._final_norm(x[:, -1])).float()
 
-    def _linear(self, module, x: torch.Tensor) -> torch.Tensor:
-        """`module(x)`, through oneDNN's kernel for a plain linear layer when `onednn` is on."""
-        if not (self.onednn and _plain(module)):
-            return module(x)
-        return _onednn_linear(x, module.weight, module.bias)
+    def _norm(self, module):
+        """A function computing `module(x)`: the RMSNorm of these models as one `F.rms_norm` call
+        (the same formula in fewer ops) in fp32 when it is unhooked and has its own forward."""
+        if (type(module).__name__ in _RMS_NORMS and self.dtype == torch.float32 and _unhooked(module)):
+            return functools.partial(F.rms_norm, normalized_shape=tuple(module.weight.shape), weight=module.weight,
+                                     eps=module.variance_epsilon)
+        return module
+
+    def _linear(self, module, packed: "_Packed | None" = None):
+        """A function computing `module(x)`: the packed copy's product, else oneDNN's kernel for a
+        plain linear layer when `onednn` is on, else the module."""
+        if packed is not None:
+            return packed.product
+        if self.onednn and _plain(module):
+            return functools.partial(_onednn_linear, weight=module.weight, bias=module.bias)
+        return module
 
     @staticmethod
     def _gated(mlp) -> bool:
         """True for the gated MLP of these models, unhooked and with its own forward."""
-        return (all(hasattr(mlp, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))
-                and "forward" not in mlp.__dict__ and not mlp._forward_hooks and not mlp._forward_pre_hooks)
+        return all(hasattr(mlp, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")) and _unhooked(mlp)
 
-    def _mlp(self, mlp, x: torch.Tensor, packed: dict | None = None) -> torch.Tensor:
-        """The gated MLP of these models, down(act(gate(x)) * up(x)), its products through
-        `_linear` (or the packed copies of the call); any other MLP (or a hooked one) runs as it is."""
-        if not (self.onednn and self._gated(mlp)):
-            return mlp(x)
-        packed = packed or {}
-        if "gate_up" in packed:
-            gate, up = packed["gate_up"](x)
-        else:
-            gate, up = self._linear(mlp.gate_proj, x), self._linear(mlp.up_proj, x)
-        hidden = mlp.act_fn(gate) * up
-        return packed["down"](hidden)[0] if "down" in packed else self._linear(mlp.down_proj, hidden)
-
-    def _pack(self, rows: int) -> None:
-        """Copies the plain linear layers' current weights into oneDNN's blocked layout for this
-        call (q, k, v fused when all three are plain, gate and up likewise); `rows` is the batch
-        size the layout is tuned for. Layers that are not plain (PEFT adapters, factored SVF
-        layers, hooks) keep running as modules."""
-        packed = []
+    def _plan(self, rows: int) -> None:
+        """Resolves how each layer runs in this call (`_Layer`), the head and final norm likewise.
+        With `pack`, copies the plain linear layers' current weights into oneDNN's blocked layout
+        (q, k, v fused when all three are plain, gate and up likewise); `rows` is the batch size
+        the layout is tuned for. Layers that are not plain (PEFT adapters, factored SVF layers,
+        hooks) keep running as modules."""
+        layers = []
         for layer in self.layers:
-            attn, mlp, entry = layer.self_attn, layer.mlp, {}
-            if all(_plain(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj)):
-                entry["qkv"] = _Packed((attn.q_proj, attn.k_proj, attn.v_proj), rows)
-            if _plain(attn.o_proj):
-                entry["o"] = _Packed((attn.o_proj,), rows)
-            if self._gated(mlp):
-                if _plain(mlp.gate_proj) and _plain(mlp.up_proj):
-                    entry["gate_up"] = _Packed((mlp.gate_proj, mlp.up_proj), rows)
-                if _plain(mlp.down_proj):
-                    entry["down"] = _Packed((mlp.down_proj,), rows)
-            packed.append(entry)
+            attn = layer.self_attn
+            plan = _Layer(attn.scaling, self._norm(layer.input_layernorm), self._norm(layer.post_attention_layernorm))
+            if self.pack and all(_plain(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj)):
+                order = _interleaved_rotary_order(attn.q_proj.out_features // self.head_dim, self.kv_heads,
+                                                  attn.v_proj.out_features, self.head_dim)
+                plan.qkv = _Packed((attn.q_proj, attn.k_proj, attn.v_proj), rows, order)
+                plan.qk_width = attn.q_proj.out_features + attn.k_proj.out_features
+            else:
+                plan.q, plan.k, plan.v = (self._linear(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj))
+            plan.o = self._linear(attn.o_proj, _Packed((attn.o_proj,), rows) if self.pack and _plain(attn.o_proj) else None)
+            mlp = layer.mlp
+            if not (self.onednn and self._gated(mlp)):
+                plan.mlp = mlp  # runs as it is
+            else:
+                plan.act = mlp.act_fn
+                if self.pack and _plain(mlp.gate_proj) and _plain(mlp.up_proj):
+                    plan.gate_up = _Packed((mlp.gate_proj, mlp.up_proj), rows)
+                else:
+                    plan.gate, plan.up = self._linear(mlp.gate_proj), self._linear(mlp.up_proj)
+                plan.down = self._linear(mlp.down_proj, _Packed((mlp.down_proj,), rows)
+                                         if self.pack and _plain(mlp.down_proj) else None)
+            layers.append(plan)
         head = self.lm.get_output_embeddings()
-        self._packed_head = _Packed((head,), rows) if _plain(head) else None
-        self._packed = packed
+        self._head = self._linear(head, _Packed((head,), rows) if self.pack and _plain(head) else None)
+        self._final_norm = self._norm(self.body.norm)
+        self._layers = layers
 
     @staticmethod
     def _kept(cache: torch.Tensor, index: torch.Tensor, used: int) -> torch.Tensor:
@@ -287,13 +359,12 @@ class LeanDecoder:
             temperature: 0 for greedy decoding, else sampling with `top_p` from the torch global
                 random stream (seed it before the call).
         """
-        if self.pack:
-            self._pack(len(prompts))
+        self._plan(len(prompts))
         try:
             return self._decode(prompts, max_new_tokens=max_new_tokens, pad_id=pad_id, finished=finished,
                                 temperature=temperature, top_p=top_p)
         finally:
-            self._packed = self._packed_head = None
+            self._layers = self._head = self._final_norm = None
 
     def _decode(self, prompts, *, max_new_tokens, pad_id, finished, temperature, top_p) -> list[list[int]]:
         n, device = len(prompts), self.device
