@@ -21,14 +21,19 @@ Paths:
   (`reload_weights`; then the base back).
 Each path's time is the best of `--repeats` (alternating order); tok/s counts generated tokens.
 The script prints how many answers equal the reference's token for token, the ratios against the
-reference measured in this run, and two bounds measured on the same machine:
+reference measured in this run, two bounds measured on the same machine, and one measure of the
+kit's path:
 - memory bandwidth: reading every weight once per decoding step at the copy rate measured here
   bounds a batch of b rows near b·rate/bytes tok/s;
 - arithmetic: the matrix products the workload needs at the least (every prompt token once, a
   prefix all prompts share once, every answer token but the last, the LM head once per answer
   token; attention left out) at the best fp32 product rate measured here (a large product through
   the same kernel as the kit's path). No path can take less time, so reference time / this time
-  caps the ratio any path can reach on this machine in fp32.
+  caps the ratio any path can reach on this machine in fp32;
+- the kit's matrix products alone (`hf` with its lean loop on a CPU): the products of one of its
+  runs replayed in order (the same packed weights, row counts and kernel, none of the rest): its
+  time if everything outside the product kernel were free. Reference time / this time caps what
+  any change outside that kernel can give.
 It asserts nothing about speed.
 """
 from __future__ import annotations
@@ -40,6 +45,7 @@ import time
 import torch
 
 from fishfarm.backends import make_backend
+from fishfarm.backends import decoding
 from fishfarm.backends.decoding import onednn_available, shared_prefix
 from fishfarm.types import GenerationRequest, SamplingParams
 from t2lib.experts import Expert
@@ -70,6 +76,36 @@ def least_flops(model, encoded, answers) -> float:
     shared = shared_prefix(encoded) if len(encoded) > 1 else 0
     passes = shared + sum(len(p) - shared for p in encoded) + sum(max(len(a) - 1, 0) for a in answers)
     return 2.0 * (body * passes + head * sum(len(a) for a in answers))
+
+
+def products_alone(backend, requests, repeats: int) -> float | None:
+    """Returns the time the matrix products of one `backend.generate(requests)` take alone: their
+    calls are recorded during a run (input shape, weight, bias, in order), then replayed on random
+    inputs of the same shapes, best of `repeats`. None where the lean loop's oneDNN kernel is not
+    what runs (another device or dtype, or `generate`)."""
+    calls = []
+    kernel = decoding._onednn_linear
+
+    def recording(x, weight, bias):
+        calls.append((tuple(x.shape), weight, bias))
+        return kernel(x, weight, bias)
+
+    decoding._onednn_linear = recording
+    try:
+        backend.generate(requests, progress=False)
+    finally:
+        decoding._onednn_linear = kernel
+    if not calls:
+        return None
+    inputs = {shape: torch.randn(shape) for shape in {c[0] for c in calls}}
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for shape, weight, bias in calls:
+                kernel(inputs[shape], weight, bias)
+            best = min(best, time.perf_counter() - start)
+    return best
 
 
 def main() -> None:
@@ -133,6 +169,10 @@ def main() -> None:
             tps = tokens[name] / best[name]
             print(f"  {name:12s} {best[name]:7.2f} s  {tps:7.1f} tok/s  x{best['reference'] / best[name]:.2f} "
                   f"vs reference  same answers {same}/{len(ref)}  {tps / bound:.0%} of the bound")
+        alone = products_alone(hf, requests, args.repeats)
+        if alone is not None:
+            print(f"  hf's matrix products alone (replayed): {alone:.2f} s, {alone / best['hf']:.0%} of its time "
+                  f"(caps the ratio at x{best['reference'] / alone:.2f} with this kernel)")
 
     if with_vllm:
         vllm = session.backend
