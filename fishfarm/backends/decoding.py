@@ -190,7 +190,6 @@ class _Layer:
     input_norm: Callable
     post_norm: Callable
     qkv: _Packed | None = None
-    qk_width: int = 0
     q: Callable | None = None
     k: Callable | None = None
     v: Callable | None = None
@@ -201,6 +200,11 @@ class _Layer:
     up: Callable | None = None
     act: Callable | None = None
     down: Callable | None = None
+
+    @property
+    def qk_width(self) -> int:
+        """The features of q and k in the packed q, k, v product."""
+        return self.qkv.sizes[0] + self.qkv.sizes[1]
 
 
 class LeanDecoder:
@@ -264,10 +268,11 @@ class LeanDecoder:
                 if rotation is None:
                     rotation = torch.complex(cos[..., :d // 2], sin[..., :d // 2]).unsqueeze(2)
                 out = layer.qkv.product(h)
-                pairs = torch.view_as_complex(out[..., :layer.qk_width].unflatten(-1, (-1, d // 2, 2)))
+                width = layer.qk_width
+                pairs = torch.view_as_complex(out[..., :width].unflatten(-1, (-1, d // 2, 2)))
                 qk = torch.view_as_real(pairs * rotation).flatten(-2).transpose(1, 2)  # rows, heads, t, d
                 q, k = qk[:, :-self.kv_heads], qk[:, -self.kv_heads:]
-                v = out[..., layer.qk_width:].unflatten(-1, (self.kv_heads, d)).transpose(1, 2)
+                v = out[..., width:].unflatten(-1, (self.kv_heads, d)).transpose(1, 2)
             else:
                 q, k, v = (f(h).view(rows, t, -1, d).transpose(1, 2) for f in (layer.q, layer.k, layer.v))
                 q, k = self.apply_rotary(q, k, cos, sin)
@@ -295,11 +300,12 @@ class LeanDecoder:
                                      eps=module.variance_epsilon)
         return module
 
-    def _linear(self, module, packed: "_Packed | None" = None):
-        """A function computing `module(x)`: the packed copy's product, else oneDNN's kernel for a
-        plain linear layer when `onednn` is on, else the module."""
-        if packed is not None:
-            return packed.product
+    def _linear(self, module, rows: int | None = None):
+        """A function computing `module(x)` for a plain linear layer: with `rows` and `pack`, the
+        product of its packed copy (tuned for `rows`); else oneDNN's kernel when `onednn` is on;
+        for any other module, the module."""
+        if rows is not None and self.pack and _plain(module):
+            return _Packed((module,), rows).product
         if self.onednn and _plain(module):
             return functools.partial(_onednn_linear, weight=module.weight, bias=module.bias)
         return module
@@ -323,10 +329,9 @@ class LeanDecoder:
                 order = _interleaved_rotary_order(attn.q_proj.out_features // self.head_dim, self.kv_heads,
                                                   attn.v_proj.out_features, self.head_dim)
                 plan.qkv = _Packed((attn.q_proj, attn.k_proj, attn.v_proj), rows, order)
-                plan.qk_width = attn.q_proj.out_features + attn.k_proj.out_features
             else:
                 plan.q, plan.k, plan.v = (self._linear(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj))
-            plan.o = self._linear(attn.o_proj, _Packed((attn.o_proj,), rows) if self.pack and _plain(attn.o_proj) else None)
+            plan.o = self._linear(attn.o_proj, rows)
             mlp = layer.mlp
             if not (self.onednn and self._gated(mlp)):
                 plan.mlp = mlp  # runs as it is
@@ -336,11 +341,10 @@ class LeanDecoder:
                     plan.gate_up = _Packed((mlp.gate_proj, mlp.up_proj), rows)
                 else:
                     plan.gate, plan.up = self._linear(mlp.gate_proj), self._linear(mlp.up_proj)
-                plan.down = self._linear(mlp.down_proj, _Packed((mlp.down_proj,), rows)
-                                         if self.pack and _plain(mlp.down_proj) else None)
+                plan.down = self._linear(mlp.down_proj, rows)
             layers.append(plan)
         head = self.lm.get_output_embeddings()
-        self._head = self._linear(head, _Packed((head,), rows) if self.pack and _plain(head) else None)
+        self._head = self._linear(head, rows)
         self._final_norm = self._norm(self.body.norm)
         self._layers = layers
 
