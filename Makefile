@@ -38,27 +38,27 @@ $(STAMP): requirements/cpu.txt requirements/offline.txt pyproject.toml
 venv: $(STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/python -m t2lib.reproduce --preset $(PRESET) --out $(OUT)
+	$(BIN)/python -m t2lib reproduce --preset $(PRESET) --out $(OUT)
 
 notebooks: reproduce
 
 plan: $(STAMP)
-	$(BIN)/python -m t2lib.reproduce --preset $(PRESET) --plan
+	$(BIN)/python -m t2lib reproduce --preset $(PRESET) --plan
 
 figures: $(STAMP)
-	$(BIN)/python -m t2lib.figures --preset $(PRESET)
+	$(BIN)/python -m t2lib figures --preset $(PRESET)
 
 baseline: $(STAMP)
-	$(BIN)/python -m t2lib.baseline --preset $(PRESET)
+	$(BIN)/python -m t2lib baseline --preset $(PRESET)
 
 experts: $(STAMP)
-	$(BIN)/python -m t2lib.train --preset $(PRESET) --all
+	$(BIN)/python -m t2lib train --preset $(PRESET) --all
 
 adapt: $(STAMP)
-	$(BIN)/python -m t2lib.adapt --preset $(PRESET)
+	$(BIN)/python -m t2lib adapt --preset $(PRESET)
 
 ablations: $(STAMP)
-	$(BIN)/python -m t2lib.ablations --preset $(PRESET)
+	$(BIN)/python -m t2lib ablations --preset $(PRESET)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -45,10 +45,11 @@ import time
 import torch
 
 from fishfarm.backends import make_backend
-from fishfarm.backends import decoding
-from fishfarm.backends.decoding import onednn_available, shared_prefix
+from fishfarm.backends import onednn
+from fishfarm.backends.batching import shared_prefix
+from fishfarm.backends.onednn import onednn_available
 from fishfarm.types import GenerationRequest, SamplingParams
-from t2lib.experts import Expert
+from t2lib.core.experts import Expert
 from t2lib.paths import experts_dir
 from t2lib.presets import get_preset
 from t2lib.session import Session
@@ -73,7 +74,7 @@ def least_flops(model, encoded, answers) -> float:
     embed = model.get_input_embeddings().weight.numel()
     body = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2) - embed
     body -= head if model.get_output_embeddings().weight is not model.get_input_embeddings().weight else 0
-    shared = shared_prefix(encoded) if len(encoded) > 1 else 0
+    shared = shared_prefix(encoded)
     passes = shared + sum(len(p) - shared for p in encoded) + sum(max(len(a) - 1, 0) for a in answers)
     return 2.0 * (body * passes + head * sum(len(a) for a in answers))
 
@@ -84,17 +85,17 @@ def products_alone(backend, requests, repeats: int) -> float | None:
     inputs of the same shapes, best of `repeats`. None where the lean loop's oneDNN kernel is not
     what runs (another device or dtype, or `generate`)."""
     calls = []
-    kernel = decoding._onednn_linear
+    kernel = onednn.linear
 
     def recording(x, weight, bias):
         calls.append((tuple(x.shape), weight, bias))
         return kernel(x, weight, bias)
 
-    decoding._onednn_linear = recording
+    onednn.linear = recording
     try:
         backend.generate(requests, progress=False)
     finally:
-        decoding._onednn_linear = kernel
+        onednn.linear = kernel
     if not calls:
         return None
     inputs = {shape: torch.randn(shape) for shape in {c[0] for c in calls}}

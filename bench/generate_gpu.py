@@ -31,9 +31,10 @@ from transformers import AutoTokenizer
 from fishfarm.backends import HFBackend
 from fishfarm.task import Task
 from fishfarm.types import GenerationRequest, Prompt, SamplingParams, Score
-from t2lib.models import DEFAULT_MODEL, resolve_model
-from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
-from t2lib.svf import SVFModel
+from t2lib.core.models import DEFAULT_MODEL, resolve_model
+from t2lib.methods.trainable import SVFParams
+from t2lib.methods.reinforce import ReinforceConfig, ReinforceTrainer
+from t2lib.core.svf import SVFModel
 
 from steps import sync  # bench/steps.py
 from train_step_gpu import LLAMA3_8B, SMALL, random_decomposition, random_model  # bench/train_step_gpu.py
@@ -125,7 +126,7 @@ def main() -> None:
         config = ReinforceConfig(batch_size=step_batch, micro_batch_size=args.micro, lr=2e-3, grad_clip=1e-3,
                                  parameterization="sigmoid", init_noise=0.01)
         with tempfile.TemporaryDirectory() as run_dir:
-            trainer = ReinforceTrainer(svf, vllm or hf, task, config=config, run_dir=run_dir, progress=False,
+            trainer = ReinforceTrainer(SVFParams(svf), vllm or hf, task, config=config, run_dir=run_dir, progress=False,
                                        grad_backend=hf)
             if cuda:
                 torch.cuda.reset_peak_memory_stats()

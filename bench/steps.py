@@ -13,8 +13,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from t2lib.experts import effective_scale
-from t2lib.reinforce import ReinforceTrainer
+from t2lib.core.experts import effective_scale
+from t2lib.methods.reinforce import ReinforceTrainer
 
 
 def reference_generate(model, tokenizer, encoded: list[list[int]], max_new_tokens: int, eos: list[int]):
@@ -43,11 +43,11 @@ def official_compose(f, scale: torch.Tensor) -> torch.Tensor:
 
 def reference_update(trainer: ReinforceTrainer, requests, adv) -> None:
     """The official code's step structure: sets z.grad."""
-    svf, backend = trainer.svf, trainer.backend
+    svf, backend = trainer.trained.svf, trainer.backend
     decomp, param = svf.decomp, trainer.config.parameterization
 
     def compose(name):
-        return official_compose(decomp[name], effective_scale(trainer.z[name], decomp[name].S, param))
+        return official_compose(decomp[name], effective_scale(trainer.params[name], decomp[name].S, param))
 
     with torch.no_grad():
         for name in trainer.targets:
@@ -83,21 +83,21 @@ def sync() -> None:
 
 
 def timed(fn, trainer, *args) -> tuple[float, dict[str, torch.Tensor]]:
-    for p in trainer.z.values():
+    for p in trainer.params.values():
         p.grad = None
     sync()
     start = time.perf_counter()
     fn(trainer, *args)
     sync()
     seconds = time.perf_counter() - start
-    grads = {n: p.grad.clone() for n, p in trainer.z.items()}
+    grads = {n: p.grad.clone() for n, p in trainer.params.items()}
     return seconds, grads
 
 
 def counted_flops(fn, trainer, *args) -> int:
     """Returns the FLOPs of the matrix products (mm, bmm, attention) one run of `fn` performs,
     counted by torch's FlopCounterMode; elementwise work is not counted."""
-    for p in trainer.z.values():
+    for p in trainer.params.values():
         p.grad = None
     with FlopCounterMode(display=False) as counter:
         fn(trainer, *args)

@@ -43,9 +43,10 @@ import torch
 from fishfarm.types import LogprobRequest
 from t2lib.presets import get_preset
 from t2lib.hardware import native_bf16
-from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
+from t2lib.methods.trainable import SVFParams
+from t2lib.methods.reinforce import ReinforceConfig, ReinforceTrainer
 from t2lib.session import Session
-from t2lib.train import task_splits
+from t2lib.runs.training import task_splits
 
 from steps import counted_flops, gemm_rate, kit_update, reference_generate, reference_update, timed  # bench/steps.py
 
@@ -77,12 +78,12 @@ def main() -> None:
     variants = {label: options for label, options in variants.items() if label == "kit" or label in args.variants}
     for label, options in variants.items():
         with tempfile.TemporaryDirectory() as tmp:
-            trainers[label] = ReinforceTrainer(session.svf, session.backend, task, run_dir=tmp, progress=False,
+            trainers[label] = ReinforceTrainer(SVFParams(session.svf), session.backend, task, run_dir=tmp, progress=False,
                                                config=ReinforceConfig(**base, **options))
     trainer = trainers["kit"]
     with torch.no_grad():  # a z away from 1, so the gradient is not a special case
         gen = torch.Generator().manual_seed(0)
-        for n, p in trainer.z.items():
+        for n, p in trainer.params.items():
             p.add_(0.02 * torch.randn(p.shape, generator=gen))
             for other in trainers.values():
                 other.z[n].copy_(p)

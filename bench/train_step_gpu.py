@@ -27,11 +27,12 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 from fishfarm.backends import HFBackend
 from fishfarm.task import Task
 from fishfarm.types import LogprobRequest, Prompt, SamplingParams
-from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
-from t2lib.svd import Decomposition, SVDFactors, find_target_names, target_modules
-from t2lib.fingerprint import tensor_digest
-from t2lib.models import resolve_model, DEFAULT_MODEL
-from t2lib.svf import SVFModel
+from t2lib.methods.trainable import SVFParams
+from t2lib.methods.reinforce import ReinforceConfig, ReinforceTrainer
+from t2lib.core.svd import Decomposition, SVDFactors, find_target_names, target_modules
+from t2lib.core.fingerprint import tensor_digest
+from t2lib.core.models import resolve_model, DEFAULT_MODEL
+from t2lib.core.svf import SVFModel
 
 from steps import kit_update, reference_update, sync, timed  # bench/steps.py
 
@@ -161,7 +162,7 @@ def main() -> None:
     adv = torch.randn(n, generator=gen)
     task = Task("random", [{"id": "0"}], id_field="id", prompt=lambda r: "", sampling=SamplingParams(max_new_tokens=1))
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = ReinforceTrainer(svf, backend, task, run_dir=tmp, progress=False,
+        trainer = ReinforceTrainer(SVFParams(svf), backend, task, run_dir=tmp, progress=False,
                                    config=ReinforceConfig(batch_size=n, micro_batch_size=args.micro, grad_clip=None,
                                                           parameterization="sigmoid"))
     lengths = [len(backend.encode(r.prompt)) + answer_len for r in requests]

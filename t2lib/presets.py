@@ -6,9 +6,9 @@ from dataclasses import dataclass, field, replace
 from fishfarm.backends import BACKEND_CHOICES
 from fishfarm.suites import Suite, get_suite
 from fishfarm.task import Task
-from t2lib.cem import CEMConfig
-from t2lib.models import DEFAULT_MODEL, LoadedModel, load_model
-from t2lib.reinforce import ReinforceConfig
+from t2lib.methods.cem import CEMConfig
+from t2lib.core.models import DEFAULT_MODEL, LoadedModel, load_model
+from t2lib.methods.reinforce import ReinforceConfig
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Preset:
     Args:
         name: "smoke" | "tiny" | "rehearsal" | "paper".
         model: base model hub id or local folder.
-        model_source: where its weights come from (`t2lib.models.resolve_model`). The CPU presets
+        model_source: where its weights come from (`t2lib.core.models.resolve_model`). The CPU presets
             pin "offline" (the packaged Q4_1 weights), so that the shipped experts, which are tied
             to the exact base weights, and the committed figures are the same for everyone.
         targets: target set for SVF (paper default: MLP gate/up/down).
@@ -37,7 +37,7 @@ class Preset:
         batch_size: prompts per generation batch.
         max_batch_tokens: cap on a batch's padded prompt tokens (long prompts: smaller batches).
         logprob_batch_size: sequences per forward pass when only scoring.
-        train: how experts are trained (`t2lib.reinforce.ReinforceConfig`).
+        train: how experts are trained (`t2lib.methods.reinforce.ReinforceConfig`).
         expert_set: which expert set (folder under experts/) adaptation, the quickstart and the
             explorer read (default: the preset's name); smoke reads the shipped tiny experts,
             which share its base weights. Training writes to experts/<name>/.
@@ -189,7 +189,7 @@ def get_preset(name: str, **overrides) -> Preset:
 def add_preset_arguments(parser, *, model_options: bool = True) -> None:
     """Adds --preset (and, for commands that load a model, --backend, --model and --targets) to a
     command line's parser; `preset_from_args` turns them into the `Preset`."""
-    from t2lib.svd import TARGET_SETS
+    from t2lib.core.svd import TARGET_SETS
 
     parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
     if model_options:
@@ -217,7 +217,7 @@ def with_options(preset: Preset, *, backend: str | None = None, model: str | Non
             with the fix, before any model is loaded.
     """
     from fishfarm.backends import resolve_backend
-    from t2lib.svd import TARGET_SETS
+    from t2lib.core.svd import TARGET_SETS
 
     changes: dict = {"arc_cot_prefix": True} if arc_cot else {}
     if model:

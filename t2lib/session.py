@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from t2lib.models import LoadedModel
+from t2lib.core.models import LoadedModel
 from t2lib.presets import Preset
 
 
@@ -38,8 +38,8 @@ class Session:
 
     def __init__(self, preset: Preset, *, progress: bool = True):
         from fishfarm.backends import make_backend, resolve_backend
-        from t2lib.svd import decompose
-        from t2lib.svf import SVFModel
+        from t2lib.core.svd import decompose
+        from t2lib.core.svf import SVFModel
 
         self.backend_name = resolve_backend(preset.backend)  # a missing vllm fails here, before the model loads
         self.preset = preset = replace(preset, backend=self.backend_name)

@@ -88,8 +88,8 @@ def make_tiny_svf(*, seed: int = 0, batch_size: int = 8):
     """Returns (svf, backend) over a fresh tiny Llama: the SVF wrapper (SVD not cached) and the
     HF backend from the factory, attached to it as a `Session` does."""
     from fishfarm.backends import make_backend
-    from t2lib.svd import decompose
-    from t2lib.svf import SVFModel
+    from t2lib.core.svd import decompose
+    from t2lib.core.svf import SVFModel
 
     model = make_tiny_llama(seed=seed)
     svf = SVFModel(model, decompose(model, "mlp", cache=False, progress=False), model_id="tiny")

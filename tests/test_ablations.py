@@ -3,8 +3,9 @@ import csv
 
 import pytest
 
-from t2lib import ablations
-from t2lib.models import LoadedModel, ResolvedModel
+from t2lib.cli import ablations as ablations_cli
+from t2lib.runs import ablations, transfer
+from t2lib.core.models import LoadedModel, ResolvedModel
 from t2lib.presets import get_preset
 from tests.conftest import make_tiny_llama, make_tiny_tokenizer
 
@@ -30,7 +31,7 @@ def test_rows_train_share_one_base_and_are_kept(tiny_world, tmp_path, monkeypatc
     monkeypatch.setattr(ablations, "run_row", lambda *a, **k: pytest.fail("a kept row was recomputed"))
     again = ablations.run_ablations(preset, ["svf-nt-attn", "lora-pg-attn"], progress=False)
     assert again == records
-    path = ablations.write_outputs(records, preset, started=0.0)
+    path = ablations.write_ablations(records, preset, started=0.0)
     rows = list(csv.DictReader(path.open()))
     assert [r["row"] for r in rows] == ["base", "svf-nt-attn", "lora-pg-attn"]
     assert rows[1]["paper_train"] == "60.5" and rows[2]["paper_params"] == "6820000"
@@ -40,7 +41,7 @@ def test_rows_train_share_one_base_and_are_kept(tiny_world, tmp_path, monkeypatc
 
 def test_the_ablations_command_checks_its_rows(capsys):
     with pytest.raises(SystemExit):
-        ablations.main(["--rows", "svf-everything"])
+        ablations_cli.main(["--rows", "svf-everything"])
     assert "invalid choice: 'svf-everything'" in capsys.readouterr().err
 
 
@@ -53,20 +54,20 @@ def test_the_shuffle_control_scores_ordered_and_shuffled_z_on_the_same_questions
     svf = Session(preset, progress=False).svf
     for i, category in enumerate(preset.suite_spec.categories):
         svf.new_expert(name=category, noise_std=0.8, seed=i).save(experts_dir(preset.expert_set) / category)
-    rows = ablations.run_shuffle_control(preset, seed=3, progress=False)
+    rows = transfer.run_shuffle_control(preset, seed=3, progress=False)
     assert [r["task"] for r in rows] == list(preset.suite_spec.unseen.values())
     for r in rows:
         assert len(r["ids"]) == len(r["base"]) == len(r["ordered"]) == len(r["shuffled"]) == preset.eval_limit
-    table = ablations.table5_rows(rows)
-    assert set(table[0]) == set(ablations.TABLE5_COLUMNS)
+    table = transfer.table5_rows(rows)
+    assert set(table[0]) == set(transfer.TABLE5_COLUMNS)
     monkeypatch.setattr("t2lib.session.Session", lambda *a, **k: pytest.fail("kept results were recomputed"))
-    assert ablations.run_shuffle_control(preset, seed=3, progress=False) == rows
+    assert transfer.run_shuffle_control(preset, seed=3, progress=False) == rows
 
 
 def _foreign_experts(folder, preset, *, hidden: int = 32, seed: int = 1, model_id: str = "other-model"):
     """Saves one expert per category trained (here: drawn) on another base model."""
-    from t2lib.svd import decompose
-    from t2lib.svf import SVFModel
+    from t2lib.core.svd import decompose
+    from t2lib.core.svf import SVFModel
 
     model = make_tiny_llama(seed=seed, hidden=hidden)
     svf = SVFModel(model, decompose(model, preset.targets, cache=False, progress=False), model_id=model_id)
@@ -76,7 +77,7 @@ def _foreign_experts(folder, preset, *, hidden: int = 32, seed: int = 1, model_i
 
 
 def test_table5_transfer_applies_another_models_experts_by_explicit_opt_in(tiny_world, tmp_path, monkeypatch):
-    from t2lib.experts import Expert, ExpertMismatchError
+    from t2lib.core.experts import Expert, ExpertMismatchError
     from t2lib.session import Session
 
     preset = tiny_world
@@ -86,31 +87,31 @@ def test_table5_transfer_applies_another_models_experts_by_explicit_opt_in(tiny_
     with pytest.raises(ExpertMismatchError):  # without the opt-in the other model's expert is refused
         session.svf.apply(Expert.load(tmp_path / "foreign" / "math"))
 
-    rows = ablations.run_shuffle_control(preset, seed=3, progress=False, transfer_from=tmp_path / "foreign")
+    rows = transfer.run_shuffle_control(preset, seed=3, progress=False, transfer_from=tmp_path / "foreign")
     assert [r["source_model"] for r in rows] == ["other-model"] * len(rows)
     assert [r["expert"] for r in rows] == list(preset.suite_spec.unseen)  # the category experts
-    table = ablations.table5_rows(rows)
-    assert {r["source_model"] for r in table} == {"other-model"} and set(table[0]) == set(ablations.TABLE5_COLUMNS)
+    table = transfer.table5_rows(rows)
+    assert {r["source_model"] for r in table} == {"other-model"} and set(table[0]) == set(transfer.TABLE5_COLUMNS)
     # Kept per source: the same folder is not rescored; experts from another source are.
     monkeypatch.setattr("t2lib.session.Session", lambda *a, **k: pytest.fail("kept results were recomputed"))
-    assert ablations.run_shuffle_control(preset, seed=3, progress=False, transfer_from=tmp_path / "foreign") == rows
+    assert transfer.run_shuffle_control(preset, seed=3, progress=False, transfer_from=tmp_path / "foreign") == rows
     _foreign_experts(tmp_path / "foreign2", preset, seed=2)
     with pytest.raises(pytest.fail.Exception, match="recomputed"):
-        ablations.run_shuffle_control(preset, seed=3, progress=False, transfer_from=tmp_path / "foreign2")
+        transfer.run_shuffle_control(preset, seed=3, progress=False, transfer_from=tmp_path / "foreign2")
 
 
 def test_table5_transfer_refuses_other_shapes_and_missing_experts(tiny_world, tmp_path, capsys):
-    from t2lib.experts import ExpertMismatchError
+    from t2lib.core.experts import ExpertMismatchError
 
     preset = tiny_world
     _foreign_experts(tmp_path / "wider", preset, hidden=48)
     with pytest.raises(ExpertMismatchError):
-        ablations.run_shuffle_control(preset, progress=False, transfer_from=tmp_path / "wider")
+        transfer.run_shuffle_control(preset, progress=False, transfer_from=tmp_path / "wider")
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit):
-        ablations.main(["--preset", "smoke", "--shuffle-control", "--transfer-from", str(tmp_path / "empty")])
+        ablations_cli.main(["--preset", "smoke", "--shuffle-control", "--transfer-from", str(tmp_path / "empty")])
     err = capsys.readouterr().err
     assert "--transfer-from" in err and "no math, code, reasoning expert there" in err
     with pytest.raises(SystemExit):
-        ablations.main(["--transfer-from", str(tmp_path / "wider")])
+        ablations_cli.main(["--transfer-from", str(tmp_path / "wider")])
     assert "goes with --shuffle-control" in capsys.readouterr().err

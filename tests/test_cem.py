@@ -4,7 +4,8 @@ import torch
 
 from fishfarm.task import Task
 from fishfarm.types import SamplingParams, Score
-from t2lib.cem import CEMConfig, CEMSearch, mix_experts
+from t2lib.core.mixing import mix
+from t2lib.methods.cem import CEMConfig, CEMSearch
 from t2lib.samples import draw_shots
 
 
@@ -17,11 +18,11 @@ def setup(tiny_svf):
 
 def test_direct_mixture_is_taken_around_the_base(setup):
     svf, _, experts = setup
-    zero = mix_experts(experts, torch.zeros(3))
+    zero = mix(experts, torch.zeros(3))
     assert all(torch.allclose(v, torch.ones_like(v)) for v in zero.z.values())
-    one_hot = mix_experts(experts, torch.tensor([0.0, 1.0, 0.0]))
+    one_hot = mix(experts, torch.tensor([0.0, 1.0, 0.0]))
     assert all(torch.allclose(one_hot.z[n], experts[1].z[n]) for n in one_hot.z)
-    half = mix_experts(experts, torch.tensor([0.5, 0.5, 0.0]))  # Σα = 1: the paper's Σ α_k z_k
+    half = mix(experts, torch.tensor([0.5, 0.5, 0.0]))  # Σα = 1: the paper's Σ α_k z_k
     n = next(iter(half.z))
     assert torch.allclose(half.z[n], 0.5 * experts[0].z[n] + 0.5 * experts[1].z[n])
 
@@ -30,7 +31,7 @@ def test_per_layer_alpha_mixes_each_layer_separately(setup):
     svf, _, experts = setup
     alpha = torch.zeros(3, 2)
     alpha[0, 0] = 1.0  # layer 0 from expert 0, layer 1 from the base
-    mixed = mix_experts(experts, alpha)
+    mixed = mix(experts, alpha)
     for name, v in mixed.z.items():
         expected = experts[0].z[name] if ".layers.0." in name else torch.ones_like(v)
         assert torch.allclose(v, expected)
@@ -124,14 +125,14 @@ def test_draw_shots_is_seeded_and_disjoint():
 
 
 def test_per_matrix_alpha_weighs_each_target_matrix(setup):
-    from t2lib.experts import target_order
+    from t2lib.core.mixing import target_order
 
     svf, backend, experts = setup
     names = target_order(experts[0].z)
     assert len(names) == 6 and [n.split(".")[2] for n in names] == ["0", "0", "0", "1", "1", "1"]
     alpha = torch.zeros(3, 6)
     alpha[2, names.index("model.layers.1.mlp.up_proj.weight")] = 1.0  # one matrix from expert 2
-    mixed = mix_experts(experts, alpha)
+    mixed = mix(experts, alpha)
     for name, v in mixed.z.items():
         expected = experts[2].z[name] if name == "model.layers.1.mlp.up_proj.weight" else torch.ones_like(v)
         assert torch.allclose(v, expected), name
@@ -141,31 +142,31 @@ def test_per_matrix_alpha_weighs_each_target_matrix(setup):
     task = the_expert_wins_task(experts, backend, svf, winner=1)
     assert search.search(task, task.ids[:2]).alpha.shape == (3, 6)
     with pytest.raises(ValueError, match=r"expected \(3,\), \(3, 2\) or \(3, 6\) for 3 experts over 2 layers"):
-        mix_experts(experts, torch.zeros(3, 4))
+        mix(experts, torch.zeros(3, 4))
 
 
 def test_sigmoid_experts_mix_in_z_space_or_in_scale_space(tiny_svf):
-    from t2lib.experts import effective_scale
+    from t2lib.core.experts import effective_scale
 
     svf, _ = tiny_svf
     experts = [svf.new_expert(name=f"s{i}", parameterization="sigmoid", noise_std=1.0, seed=i) for i in range(2)]
     alpha = torch.tensor([0.3, 0.5])
-    raw = mix_experts(experts, alpha)  # the official WeightedCombination: Σ α_k z_k on the stored vectors
+    raw = mix(experts, alpha)  # the official WeightedCombination: Σ α_k z_k on the stored vectors
     n = next(iter(raw.z))
     assert raw.parameterization == "sigmoid"
     assert torch.allclose(raw.z[n], 0.3 * experts[0].z[n] + 0.5 * experts[1].z[n])
-    scaled = mix_experts(experts, alpha, space="scale", decomp=svf.decomp)
+    scaled = mix(experts, alpha, space="scale", decomp=svf.decomp)
     S = svf.decomp[n].S
     s = [effective_scale(e.z[n], S, "sigmoid") for e in experts]
     assert scaled.parameterization == "direct"
     assert torch.allclose(scaled.z[n], 1 + 0.3 * (s[0] - 1) + 0.5 * (s[1] - 1), atol=1e-6)
     assert not torch.allclose(effective_scale(raw.z[n], S, "sigmoid"), scaled.z[n], atol=1e-3)
-    one_hot = mix_experts(experts, torch.tensor([0.0, 1.0]), space="scale", decomp=svf.decomp)
+    one_hot = mix(experts, torch.tensor([0.0, 1.0]), space="scale", decomp=svf.decomp)
     assert torch.allclose(one_hot.z[n], s[1], atol=1e-6)  # the expert's own scales
-    base = mix_experts(experts, torch.zeros(2), space="scale", decomp=svf.decomp)
+    base = mix(experts, torch.zeros(2), space="scale", decomp=svf.decomp)
     assert all(torch.allclose(v, torch.ones_like(v)) for v in base.z.values())
     with pytest.raises(ValueError, match="needs the decomposition"):
-        mix_experts(experts, alpha, space="scale")
+        mix(experts, alpha, space="scale")
     with pytest.raises(ValueError, match="mix_space must be one of z, scale"):
         CEMConfig(mix_space="logits")
 

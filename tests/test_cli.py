@@ -1,7 +1,7 @@
 """Command lines refuse bad input with a usage error before loading a model or writing a file."""
 import pytest
 
-from t2lib import adapt, baseline, figures, notebooks, train
+from t2lib.cli import adapt, baseline, figures, notebooks, train
 
 
 @pytest.fixture
@@ -9,7 +9,6 @@ def no_model(monkeypatch):
     """Any attempt to load the model fails the test."""
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the arguments were checked")
-    monkeypatch.setattr(train, "Session", refuse)
     monkeypatch.setattr("t2lib.session.Session", refuse)
     monkeypatch.setattr("t2lib.presets.Preset.load_model", refuse)
 
@@ -35,7 +34,7 @@ def test_train_names_the_suite_tasks_for_an_unknown_task(no_model, capsys):
 def test_rescore_names_a_missing_expert_file_and_the_command(no_model, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.main(["--preset", "tiny", "--task", "add_word", "--rescore", "--out", str(tmp_path / "none")])
-    assert "t2lib.train --preset tiny --task add_word" in capsys.readouterr().err
+    assert "t2lib train --preset tiny --task add_word" in capsys.readouterr().err
 
 
 def test_adapt_checks_the_expert_set_before_loading_the_model(no_model, tmp_path, monkeypatch, capsys):
@@ -77,12 +76,12 @@ def test_model_and_targets_come_from_the_command_line():
 
 
 def test_adapt_takes_the_official_shot_seeds(no_model, monkeypatch):
-    from t2lib.cem import OFFICIAL_SHOT_SEEDS
+    from t2lib.methods.cem import OFFICIAL_SHOT_SEEDS
 
     seen = []
-    monkeypatch.setattr(adapt, "check_experts", lambda preset, folder=None, strategies=(): None)
+    monkeypatch.setattr(adapt, "check_strategies", lambda preset, strategies, folder=None: None)
     monkeypatch.setattr(adapt, "run_adaptation", lambda preset, **kw: seen.append(preset) or {})
-    monkeypatch.setattr(adapt, "write_outputs", lambda *a, **k: __import__("pathlib").Path("x"))
+    monkeypatch.setattr(adapt, "write_adaptation", lambda *a, **k: __import__("pathlib").Path("x"))
     adapt.main(["--preset", "tiny", "--shot-seeds", "official"])
     adapt.main(["--preset", "tiny"])
     assert seen[0].cem.shot_seeds == OFFICIAL_SHOT_SEEDS and seen[0].cem.shot_seed("humaneval") == 16
@@ -90,12 +89,12 @@ def test_adapt_takes_the_official_shot_seeds(no_model, monkeypatch):
 
 
 def test_adapt_names_its_table_after_the_protocol(no_model, monkeypatch, tmp_path):
-    from t2lib import adapt
+    from t2lib.cli import adapt
 
     seen = {}
-    monkeypatch.setattr(adapt, "check_experts", lambda *a, **k: None)
+    monkeypatch.setattr(adapt, "check_strategies", lambda *a, **k: None)
     monkeypatch.setattr(adapt, "run_adaptation", lambda preset, **k: seen.setdefault("preset", preset) and {"rows": []})
-    monkeypatch.setattr(adapt, "write_outputs", lambda result, preset, *, started, name, figures: seen.update(name=name, figures=figures))
+    monkeypatch.setattr(adapt, "write_adaptation", lambda result, preset, *, started, name, figures: seen.update(name=name, figures=figures))
     adapt.main(["--preset", "smoke", "--backend", "hf", "--alpha", "matrix", "--mix-space", "scale",
                 "--shot-seeds", "official", "--arc-cot"])
     assert seen["figures"] is False  # the preset's own figures stay those of its own protocol

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from fishfarm.types import GenerationResult, Logprobs
-from t2lib.dispatch import PromptDispatcher, confusion
+from t2lib.methods.dispatch import PromptDispatcher, confusion
 
 
 class FakeBackend:

@@ -17,14 +17,14 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from conftest import make_tiny_llama
-from t2lib.cem import CEMConfig, mix_experts
-from t2lib.experts import (Expert, ExpertFileError, ExpertFileMissingError, ExpertMismatchError, mix,
-                           tensors_digest)
-from t2lib.svd import decompose
-from t2lib.svf import SVFModel
+from t2lib.methods.cem import CEMConfig
+from t2lib.core.experts import Expert, ExpertFileError, ExpertFileMissingError, ExpertMismatchError, tensors_digest
+from t2lib.core.mixing import mix
+from t2lib.core.svd import decompose
+from t2lib.core.svf import SVFModel
 
 ROOT = Path(__file__).resolve().parents[1]
-RETRAIN = "python -m t2lib.train --preset tiny --task add_word"
+RETRAIN = "python -m t2lib train --preset tiny --task add_word"
 
 
 @pytest.fixture
@@ -282,7 +282,7 @@ def test_mix_refuses_a_one_entry_z(svf):
     with pytest.raises(ExpertMismatchError, match=rf"{target} has 1 entries in 'b' and 64 in 'a'"):
         mix([a, b], [0.5, 0.5])
     with pytest.raises(ExpertMismatchError, match=rf"{target} has 1 entries in 'b'"):
-        mix_experts([a, b], torch.tensor([0.5, 0.5]))
+        mix([a, b], torch.tensor([0.5, 0.5]))
 
 
 def test_mix_refuses_other_sizes(svf):
@@ -312,7 +312,7 @@ def test_mix_refuses_non_finite_alpha(svf, bad):
     per_layer = torch.full((2, 2), 0.5)
     per_layer[0, 1] = bad
     with pytest.raises(ValueError, match=rf"alpha for expert 'a' at layer 1 is {bad}"):
-        mix_experts([a, b], per_layer)
+        mix([a, b], per_layer)
 
 
 def test_mix_refuses_bad_alpha_shapes_and_nan_z(svf):
@@ -323,7 +323,7 @@ def test_mix_refuses_bad_alpha_shapes_and_nan_z(svf):
     with pytest.raises(ValueError, match="alpha must be numbers"):
         mix([a, b], [0.5, [0.1, 0.2]])
     with pytest.raises(ValueError, match="at least one expert"):
-        mix_experts([], torch.ones(0))
+        mix([], torch.ones(0))
     b.z["model.layers.0.mlp.gate_proj.weight"][3] = float("nan")
     with pytest.raises(ValueError, match="expert 'b' has NaN or inf in its z for model.layers.0.mlp.gate_proj"):
         mix([a, b], [0.5, 0.5])
@@ -349,8 +349,8 @@ SAVE_IN_A_NEW_PROCESS = """
 import sys
 sys.path[:0] = [sys.argv[2], sys.argv[2] + "/tests"]
 from conftest import make_tiny_llama
-from t2lib.svd import decompose
-from t2lib.svf import SVFModel
+from t2lib.core.svd import decompose
+from t2lib.core.svf import SVFModel
 model = make_tiny_llama(hidden=64, mlp=128)
 svf = SVFModel(model, decompose(model, "mlp", cache=False, progress=False), model_id="tiny")
 e = svf.new_expert(name="math", noise_std=0.3, seed=1)

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from conftest import make_tiny_llama
-from t2lib.experts import Expert, ExpertFileError, ExpertMismatchError, mix
-from t2lib.svd import decompose
-from t2lib.svf import SVFModel
+from t2lib.core.experts import Expert, ExpertFileError, ExpertMismatchError
+from t2lib.core.mixing import mix
+from t2lib.core.svd import decompose
+from t2lib.core.svf import SVFModel
 
 
 def svf_for(model, tmp_path, model_id="tiny"):
@@ -95,7 +96,7 @@ def test_mix_per_expert_and_per_layer(tiny_llama, tmp_path):
 
 
 def test_shuffled_sigma_permutes_within_each_matrix_only(tiny_llama, tmp_path):
-    from t2lib.experts import shuffled
+    from t2lib.core.experts import shuffled
 
     svf = svf_for(tiny_llama, tmp_path)
     expert = svf.new_expert(name="e", noise_std=0.5, seed=3)

@@ -7,10 +7,10 @@ import torch
 from fishfarm.backends import BACKENDS, Backend, BackendUnavailableError, HFBackend, make_backend, resolve_backend
 from fishfarm.suites import SUITES, get_suite
 from fishfarm.types import GenerationRequest, Prompt, SamplingParams
-from t2lib import strategies
+from t2lib.methods import strategies
 from t2lib.presets import get_preset
-from t2lib.strategies import AdaptationContext, Strategy
-from t2lib.transformer2 import Transformer2
+from t2lib.methods.strategies import AdaptationContext, Strategy
+from t2lib.methods.transformer2 import Transformer2
 from tests.conftest import OwnCopyBackend, make_tiny_tokenizer
 
 
@@ -67,9 +67,9 @@ def test_transformer2_answers_through_a_backend_that_only_learns_by_sync(tiny_sv
 
 class AlwaysMath(Strategy):
     name = "always-math"
-    routes_by_category = True
+    dispatches_by_category = True
 
-    def route(self, questions):
+    def dispatch(self, questions):
         return ["math"] * len(questions)
 
 
@@ -88,7 +88,7 @@ def test_a_new_strategy_is_one_class_and_one_registry_entry(tiny_svf, monkeypatc
 def test_the_registered_strategies_declare_what_the_table_runner_reads():
     reg = strategies.REGISTRY
     assert list(reg) == ["base", "prompt", "cls-expert", "few-shot"]
-    assert [s for s, cls in reg.items() if cls.routes_by_category] == ["prompt", "cls-expert"]
+    assert [s for s, cls in reg.items() if cls.dispatches_by_category] == ["prompt", "cls-expert"]
     assert [s for s, cls in reg.items() if cls.uses_shots] == ["few-shot"]
 
 
@@ -181,7 +181,8 @@ def test_the_vllm_share_of_the_gpu_comes_from_the_command_line():
 def test_training_with_rollouts_from_an_own_copy_backend_matches_hf(tmp_path, one_torch_thread):
     """A vLLM-like backend (its own weights, synced; no gradients) makes the rollouts and the
     validation, the HF backend the update: the same run as HF alone, step for step."""
-    from t2lib.reinforce import ReinforceConfig, ReinforceTrainer
+    from t2lib.methods.reinforce import ReinforceConfig, ReinforceTrainer
+    from t2lib.methods.trainable import SVFParams
     from tests.conftest import make_tiny_svf
     from tests.test_reinforce import parity_task
 
@@ -195,8 +196,8 @@ def test_training_with_rollouts_from_an_own_copy_backend_matches_hf(tmp_path, on
             backend = OwnCopyBackend(svf.model, make_tiny_tokenizer(), progress=False)
             svf.attach(backend)
             with pytest.raises(ValueError, match="computes no gradients .*pass grad_backend"):
-                ReinforceTrainer(svf, backend, parity_task(), config=config, run_dir=tmp_path / "x", progress=False)
-        trainer = ReinforceTrainer(svf, backend, parity_task(), config=config, run_dir=tmp_path / label,
+                ReinforceTrainer(SVFParams(svf), backend, parity_task(), config=config, run_dir=tmp_path / "x", progress=False)
+        trainer = ReinforceTrainer(SVFParams(svf), backend, parity_task(), config=config, run_dir=tmp_path / label,
                                    validation=parity_task(), progress=False, grad_backend=hf)
         result = trainer.train()
         runs[label] = (result, backend)

@@ -1,7 +1,8 @@
 """`make figures`: figures redrawn from the written results, with no model."""
 import shutil
 
-from t2lib import figures
+from t2lib.cli import figures as figures_cli
+from t2lib.views import figures
 from t2lib.paths import FIGURES_DIR
 
 SOURCES = ("table2_adaptation.json", "baseline_tiny.json", "nb02_train_expert.json")
@@ -22,7 +23,7 @@ def test_committed_figures_are_redrawn_identically_from_the_committed_results(tm
 def test_missing_results_are_skipped_with_the_command_that_writes_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("T2_FIGURES_DIR", str(tmp_path))
     shutil.copy(FIGURES_DIR / "baseline_tiny.json", tmp_path / "baseline_tiny.json")
-    assert figures.main(["--preset", "tiny", "--no-notebook"]) == 0
+    assert figures_cli.main(["--preset", "tiny", "--no-notebook"]) == 0
     out, err = capsys.readouterr()
     assert "fig_baseline_tiny.png" in out
     assert "table2_adaptation.json (make adapt PRESET=tiny) - skipped" in err

@@ -2,7 +2,9 @@
 same seeded samples, while rows end at different steps and the batch is compacted."""
 from __future__ import annotations
 
-import sys
+import dataclasses
+import gc
+import weakref
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2Fo
 
 from conftest import SPECIAL_TOKENS, make_tiny_llama, make_tiny_tokenizer
 from fishfarm import GenerationRequest, HFBackend, Prompt, SamplingParams
-from fishfarm.backends import decoding
+from fishfarm.backends import decoding_plan, families, onednn
 from fishfarm.backends.decoding import LeanDecoder, unsupported
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -62,7 +64,8 @@ def test_rows_that_end_early_leave_the_batch_with_the_same_answers(sampling, tin
     tiny_llama.generation_config.eos_token_id = [3, an_eos_ending_rows_at_different_steps(free)]
     sizes = []
     real = LeanDecoder._forward
-    monkeypatch.setattr(LeanDecoder, "_forward", lambda self, ids, *a: (sizes.append(len(ids)), real(self, ids, *a))[1])
+    monkeypatch.setattr(LeanDecoder, "_forward",
+                        lambda self, plan, ids, *a, **k: (sizes.append(len(ids)), real(self, plan, ids, *a, **k))[1])
     ref, lean = both(tiny_llama, requests(**sampling))
     assert [r.token_ids for r in lean] == [r.token_ids for r in ref]
     assert [(r.text, r.finish_reason) for r in lean] == [(r.text, r.finish_reason) for r in ref]
@@ -134,7 +137,8 @@ def test_unsupported_models_fall_back_or_are_refused(tiny_llama, tiny_tokenizer,
         HFBackend(mistral, tiny_tokenizer, progress=False, decoding="lean").generate(reqs)
     with pytest.raises(ValueError, match="decoding='fast'.*auto, lean, generate"):
         HFBackend(tiny_llama, tiny_tokenizer, decoding="fast")
-    monkeypatch.setattr(decoding, "SUPPORTED_MODEL_TYPES", ("qwen2",))
+    llama = families.MODEL_FAMILIES["llama"]
+    monkeypatch.setitem(families.MODEL_FAMILIES, "llama", dataclasses.replace(llama, lean_decoding=False))
     with pytest.raises(ValueError, match="model type 'llama'"):
         HFBackend(tiny_llama, tiny_tokenizer, decoding="lean")
     HFBackend(tiny_llama, tiny_tokenizer, progress=False).generate(requests(max_new_tokens=4))
@@ -145,8 +149,8 @@ def test_unsupported_models_fall_back_or_are_refused(tiny_llama, tiny_tokenizer,
 def test_a_shared_system_prompt_runs_once_with_the_same_answers(tiny_llama, monkeypatch):
     sizes = []
     real = LeanDecoder._forward
-    monkeypatch.setattr(LeanDecoder, "_forward", lambda self, ids, *a, **k: (sizes.append(tuple(ids.shape)),
-                                                                              real(self, ids, *a, **k))[1])
+    monkeypatch.setattr(LeanDecoder, "_forward", lambda self, plan, ids, *a, **k: (sizes.append(tuple(ids.shape)),
+                                                                                    real(self, plan, ids, *a, **k))[1])
     for sampling in SETTINGS:
         reqs = [GenerationRequest(Prompt.chat(q, system="You are a careful assistant."), SamplingParams(**sampling))
                 for q in QUESTIONS]
@@ -162,23 +166,25 @@ def test_a_shared_system_prompt_runs_once_with_the_same_answers(tiny_llama, monk
     assert unshared == ref and sizes[0][0] == len(QUESTIONS)  # 0 turns it off
 
 
-@pytest.mark.skipif(not decoding.onednn_available(), reason="torch here has no oneDNN fused linear kernel")
+@pytest.mark.skipif(not onednn.onednn_available(), reason="torch here has no oneDNN fused linear kernel")
 def test_packed_weights_fuse_plain_layers_per_call_and_match_the_unpacked_products():
     from peft import LoraConfig, get_peft_model
     model = make_tiny_llama()
     decoder = LeanDecoder(model)
     assert decoder.pack
-    decoder._plan(8)
-    layer, attn, mlp = decoder._layers[0], model.model.layers[0].self_attn, model.model.layers[0].mlp
-    assert layer.qkv is not None and layer.gate_up is not None and layer.mlp is None
-    assert all(isinstance(f.__self__, decoding._Packed) for f in (layer.o, layer.down, decoder._head))
+    plan = decoder.plan(8)
+    layer, attn, mlp = plan.layers[0], model.model.layers[0].self_attn, model.model.layers[0].mlp
+    assert isinstance(layer.attention_input, decoding_plan.PackedAttentionInput)
+    assert isinstance(layer.mlp, decoding_plan.GatedMLP) and isinstance(layer.mlp.gate_up, onednn.Packed)
+    products = (layer.attention_output, layer.mlp.down, plan.head.module)
+    assert all(isinstance(f.__self__, onednn.Packed) for f in products)
     x = torch.randn(3, 5, 32)
-    gate, up = layer.gate_up(x)
+    gate, up = layer.mlp.gate_up(x)
     torch.testing.assert_close(gate, mlp.gate_proj(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(up, mlp.up_proj(x), rtol=1e-5, atol=1e-5)
     # q and k come out with each head's rotary halves interleaved, v as it is.
     d, heads, kv_heads = attn.head_dim, model.config.num_attention_heads, model.config.num_key_value_heads
-    q, k, v = layer.qkv(x)
+    q, k, v = layer.attention_input.packed(x)
     interleave = lambda y: y.unflatten(-1, (-1, 2, d // 2)).transpose(-1, -2).flatten(-3)
     torch.testing.assert_close(q, interleave(attn.q_proj(x)), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(k, interleave(attn.k_proj(x)), rtol=1e-5, atol=1e-5)
@@ -189,11 +195,18 @@ def test_packed_weights_fuse_plain_layers_per_call_and_match_the_unpacked_produc
     rotated = torch.view_as_real(torch.view_as_complex(torch.cat([q, k], -1).unflatten(-1, (-1, d // 2, 2)))
                                  * rotation).flatten(-2)
     view = lambda y: y.unflatten(-1, (-1, d)).transpose(1, 2)
-    q_ref, k_ref = sys.modules[type(attn).__module__].apply_rotary_pos_emb(
+    q_ref, k_ref = families.MODEL_FAMILIES["llama"].modeling().apply_rotary_pos_emb(
         view(attn.q_proj(x)), view(attn.k_proj(x)), cos, sin)
     assert rotated.shape == (3, 5, heads + kv_heads, d)
     torch.testing.assert_close(rotated[:, :, :heads], interleave(q_ref.transpose(1, 2)), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(rotated[:, :, heads:], interleave(k_ref.transpose(1, 2)), rtol=1e-5, atol=1e-5)
+    # The packed attention input is the unpacked one, each q and k head's features interleaved.
+    unpacked_plan = decoding_plan.plan_decoding(model, rows=8, onednn=True, pack=False)
+    assert isinstance(unpacked_plan.layers[0].attention_input, decoding_plan.ModuleAttentionInput)
+    rotary = decoding_plan.Rotary(cos, sin)
+    packed_qkv, plain_qkv = layer.attention_input(x, rotary), unpacked_plan.layers[0].attention_input(x, rotary)
+    for got, want, rotated_head in zip(packed_qkv, plain_qkv, (True, True, False)):
+        torch.testing.assert_close(got, interleave(want) if rotated_head else want, rtol=1e-5, atol=1e-5)
     # The copies live for one call: the weights are read again at the next.
     answers = [r.token_ids for r in HFBackend(model, make_tiny_tokenizer(), progress=False,
                                               decoding="lean").generate(requests(max_new_tokens=12))]
@@ -203,8 +216,14 @@ def test_packed_weights_fuse_plain_layers_per_call_and_match_the_unpacked_produc
     # Adapter layers are not plain: they keep running as modules, the rest is packed.
     peft = get_peft_model(make_tiny_llama(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     adapted = LeanDecoder(peft)
-    adapted._plan(8)
-    layer, attn = adapted._layers[0], adapted.layers[0].self_attn
-    assert layer.qkv is None and (layer.q, layer.v) == (attn.q_proj, attn.v_proj) and layer.gate_up is not None
+    layer, attn = adapted.plan(8).layers[0], adapted.body.layers[0].self_attn
+    assert isinstance(layer.attention_input, decoding_plan.ModuleAttentionInput)
+    q_proj, _, v_proj = layer.attention_input.projections
+    assert (q_proj, v_proj) == (attn.q_proj, attn.v_proj) and isinstance(layer.mlp.gate_up, onednn.Packed)
+    # The plan is the call's own: passed to its steps, kept by nothing once the call returns.
+    plans = []
+    real_plan = adapted.plan
+    adapted.plan = lambda rows: (plans.append(weakref.ref(p := real_plan(rows))), p)[1]
     out = adapted.decode([[5, 6, 7]], max_new_tokens=3, pad_id=0, finished=lambda row, ids: None)
-    assert len(out[0]) == 3 and adapted._layers is None and adapted._head is None
+    gc.collect()
+    assert len(out[0]) == 3 and len(plans) == 1 and plans[0]() is None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-import fishfarm.sandbox as sandbox_mod
+import fishfarm.sandbox.supervisor as supervisor
 from fishfarm.sandbox import (RunResult, Sandbox, SandboxConfig, SandboxLayers,
                               SandboxUnavailableError, detect_layers)
 
@@ -385,7 +385,7 @@ def test_all_layers_off_lets_the_same_programs_through(home, victim, tcp_server)
 def test_missing_layers_warn_once_or_raise_when_required(monkeypatch):
     fake = SandboxLayers(namespaces=False, root=False, uid_can_reach_python=True,
                          notes=(f"probe said no {secrets.token_hex(4)}",))
-    monkeypatch.setattr(sandbox_mod, "detect_layers", lambda python=None: fake)
+    monkeypatch.setattr(supervisor, "detect_layers", lambda python=None: fake)
     with pytest.warns(RuntimeWarning, match="namespaces.*unavailable"):
         sandbox = Sandbox(SandboxConfig(**FAST))
     with warnings.catch_warnings():

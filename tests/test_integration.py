@@ -3,12 +3,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import t2lib.svd as svd_mod
-from t2lib.experts import Expert
-from t2lib.inspection import BandScaling, band_expert
-from t2lib.models import DEFAULT_MODEL, load_model, resolve_model
-from t2lib.svd import decompose
-from t2lib.svf import SVFModel
+import t2lib.core.svd as svd_mod
+from t2lib.core.experts import Expert
+from t2lib.views.inspection import BandScaling, band_expert
+from t2lib.core.models import DEFAULT_MODEL, load_model, resolve_model
+from t2lib.core.svd import decompose
+from t2lib.core.svf import SVFModel
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ def stderr_of(code: str) -> str:
                           text=True, check=True, timeout=60).stderr
 
 
-@pytest.mark.parametrize("logger", ["t2lib.models", "fishfarm.data"])
+@pytest.mark.parametrize("logger", ["t2lib.core.models", "fishfarm.data"])
 def test_info_messages_are_shown_after_importing_t2lib(logger):
     code = f"import logging, t2lib; logging.getLogger({logger!r}).info('converting x (once)')"
     assert stderr_of(code) == f"{logger}: converting x (once)\n"
@@ -22,7 +22,7 @@ def test_info_messages_are_shown_after_importing_t2lib(logger):
 
 def test_configuring_the_root_logger_later_does_not_print_twice():
     out = stderr_of("import logging, t2lib; logging.basicConfig(level=logging.INFO); "
-                    "logging.getLogger('t2lib.svd').info('loading SVD cache')")
+                    "logging.getLogger('t2lib.core.svd').info('loading SVD cache')")
     assert out.count("loading SVD cache") == 1
 
 
@@ -32,7 +32,7 @@ def test_configuring_the_root_logger_later_does_not_print_twice():
 ])
 def test_an_applications_own_configuration_wins(setup):
     out = stderr_of(f"import logging; {setup}; import t2lib; "
-                    "logging.getLogger('t2lib.models').info('converting x (once)')")
+                    "logging.getLogger('t2lib.core.models').info('converting x (once)')")
     assert "converting" not in out
 
 

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from t2lib.experts import ExpertFileError, ExpertMismatchError
-from t2lib.lora import LoRAAdapter, LoRAModel, LoRASettings, LoRATrainer
-from t2lib.reinforce import ReinforceConfig
+from t2lib.core.experts import ExpertFileError, ExpertMismatchError
+from t2lib.methods.lora import LoRAAdapter, LoRAModel, LoRAParams, LoRASettings
+from t2lib.methods.reinforce import ReinforceConfig, ReinforceTrainer
 from tests.conftest import make_tiny_llama, make_tiny_tokenizer
 from tests.test_reinforce import parity_task, reference_task
 
@@ -19,13 +19,18 @@ def lora_model(seed=0, settings=SETTINGS):
     return LoRAModel(make_tiny_llama(seed=seed), make_tiny_tokenizer(), settings, model_id=f"tiny-{seed}")
 
 
+def lora_trainer(lora, task, **kwargs):
+    """The kit's trainer over the adapter's weights, generating with an HF backend over the adapted model."""
+    return ReinforceTrainer(LoRAParams(lora), lora.backend(), task, **kwargs)
+
+
 def test_the_adapter_sits_on_q_and_v_and_starts_as_the_base_model(tmp_path, one_torch_thread):
     lora = lora_model()
     names = list(lora.params())
     assert names and all(".q_proj." in n or ".v_proj." in n for n in names)
     # per layer: q (A 4x32, B 32x4) and v (A 4x32, B 16x4: two KV heads of 8)
     assert sum(p.numel() for p in lora.params().values()) == 2 * ((4 * 32 + 32 * 4) + (4 * 32 + 16 * 4))
-    trainer = LoRATrainer(lora, reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / "r", progress=False)
+    trainer = lora_trainer(lora, reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / "r", progress=False)
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         on = lora.causal_lm(ids).logits
@@ -36,11 +41,11 @@ def test_the_adapter_sits_on_q_and_v_and_starts_as_the_base_model(tmp_path, one_
 
 
 def test_next_token_lora_learns_and_resumes_to_the_same_adapter(tmp_path, one_torch_thread):
-    whole = LoRATrainer(lora_model(), reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / "whole",
+    whole = lora_trainer(lora_model(), reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / "whole",
                         validation=reference_task(), progress=False).train()
     nll = [h["nll"] for h in whole.history if "nll" in h]
     assert nll[-1] < nll[0]
-    stopped = LoRATrainer(lora_model(), reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / "cut",
+    stopped = lora_trainer(lora_model(), reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / "cut",
                           validation=reference_task(), progress=False)
 
     class Stop(Exception):
@@ -51,7 +56,7 @@ def test_next_token_lora_learns_and_resumes_to_the_same_adapter(tmp_path, one_to
             raise Stop
     with pytest.raises(Stop):
         stopped.train(on_step=stop_at_two)
-    resumed = LoRATrainer(lora_model(), reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / "cut",
+    resumed = lora_trainer(lora_model(), reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / "cut",
                           validation=reference_task(), progress=False).train()
     assert resumed.best_step == whole.best_step and resumed.evals == whole.evals
     for n, w in whole.expert.weights.items():
@@ -61,20 +66,20 @@ def test_next_token_lora_learns_and_resumes_to_the_same_adapter(tmp_path, one_to
 def test_policy_gradient_lora_uses_the_reinforce_loop(tmp_path, one_torch_thread):
     config = ReinforceConfig(steps=2, batch_size=6, micro_batch_size=3, lr=5e-2, grad_clip=None,
                              normalize_rewards=True, eval_every=1)
-    trainer = LoRATrainer(lora_model(), parity_task(), config=config, run_dir=tmp_path / "pg",
+    trainer = lora_trainer(lora_model(), parity_task(), config=config, run_dir=tmp_path / "pg",
                           validation=parity_task(), progress=False)
-    before = {n: p.detach().clone() for n, p in trainer.z.items()}
+    before = {n: p.detach().clone() for n, p in trainer.params.items()}
     result = trainer.train()
     rows = [h for h in result.history if "reward" in h]
     assert len(rows) == 2 and all("rollout_s" in r for r in rows)
-    assert any(not torch.equal(before[n], p) for n, p in trainer.z.items() if "lora_B" in n)
+    assert any(not torch.equal(before[n], p) for n, p in trainer.params.items() if "lora_B" in n)
 
 
 def test_adapter_files_load_in_peft_and_are_refused_on_other_weights(tmp_path, one_torch_thread):
     from peft import PeftModel
 
     lora = lora_model()
-    trainer = LoRATrainer(lora, reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / "r", progress=False)
+    trainer = lora_trainer(lora, reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / "r", progress=False)
     adapter = trainer.train().expert
     folder = adapter.save(tmp_path / "lora-math")
     meta = json.loads((folder / "lora.json").read_text())
@@ -111,7 +116,7 @@ def test_lora_settings_are_checked():
 
 
 def test_the_lora_command_line_checks_before_loading_a_model(monkeypatch, capsys):
-    from t2lib import lora
+    from t2lib.cli import lora
 
     monkeypatch.setattr("t2lib.presets.Preset.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     for argv, message in ((["--task", "sub_word"], "not a training task of the tiny suite"),
@@ -123,15 +128,15 @@ def test_the_lora_command_line_checks_before_loading_a_model(monkeypatch, capsys
 
 def test_train_lora_keeps_the_best_learning_rate_and_scores_the_test_split(tmp_path, monkeypatch, one_torch_thread):
     """The whole command on the smoke preset's suite, with the tiny random model standing in."""
-    from t2lib import lora as module
-    from t2lib.models import LoadedModel, ResolvedModel
+    from t2lib.core.models import LoadedModel, ResolvedModel
     from t2lib.presets import get_preset
+    from t2lib.runs.training import train_lora
 
     monkeypatch.setenv("T2_BUILD_DIR", str(tmp_path / "build"))
     monkeypatch.setattr("t2lib.presets.Preset.load_model", lambda self, **k: LoadedModel(
         make_tiny_llama(seed=0), make_tiny_tokenizer(), ResolvedModel("tiny", tmp_path, "local")))
     preset = get_preset("smoke", batch_size=8)
-    row = module.train_lora(preset, "add_word", settings=SETTINGS, lrs=(1e-3, 5e-2), steps=2,
+    row = train_lora(preset, "add_word", settings=SETTINGS, lrs=(1e-3, 5e-2), steps=2,
                             out=tmp_path / "lora-math", progress=False)
     assert row["expert"] == "lora-math" and row["lr"] in (1e-3, 5e-2) and row["objective"] == "next_token"
     assert row["n"] == preset.eval_limit and len(row["per_question"]["expert"]) == row["n"]
@@ -141,9 +146,9 @@ def test_train_lora_keeps_the_best_learning_rate_and_scores_the_test_split(tmp_p
 
 
 def test_each_category_adapter_is_scored_on_its_unseen_task_like_make_adapt(tmp_path, monkeypatch, one_torch_thread):
-    from t2lib import lora as module
-    from t2lib.models import LoadedModel, ResolvedModel
+    from t2lib.core.models import LoadedModel, ResolvedModel
     from t2lib.paths import experts_dir
+    from t2lib.runs.adaptation import score_lora_unseen
     from t2lib.presets import get_preset
     from t2lib.samples import draw_shots, spread_ids
 
@@ -152,13 +157,13 @@ def test_each_category_adapter_is_scored_on_its_unseen_task_like_make_adapt(tmp_
         make_tiny_llama(seed=0), make_tiny_tokenizer(), ResolvedModel("tiny", tmp_path, "local")))
     preset = get_preset("smoke", batch_size=8)
     with pytest.raises(FileNotFoundError, match="no LoRA adapter for math, code, reasoning"):
-        module.score_unseen(preset, progress=False)
+        score_lora_unseen(preset, progress=False)
     for category in preset.suite_spec.categories:
         lm = preset.load_model()
         lora = LoRAModel(lm.model, lm.tokenizer, SETTINGS, model_id="tiny")
-        trainer = LoRATrainer(lora, reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / category, progress=False)
-        trainer.result_from(trainer.z).save(experts_dir(preset.expert_set) / f"lora-{category}")
-    result = module.score_unseen(preset, progress=False)
+        trainer = lora_trainer(lora, reference_task(), config=NEXT_TOKEN, run_dir=tmp_path / category, progress=False)
+        trainer.artifact(trainer.params).save(experts_dir(preset.expert_set) / f"lora-{category}")
+    result = score_lora_unseen(preset, progress=False)
     assert [r["strategy"] for r in result["rows"]] == ["lora"] * 3
     for r in result["rows"]:
         task = preset.task(r["task"], "test")
@@ -168,7 +173,7 @@ def test_each_category_adapter_is_scored_on_its_unseen_task_like_make_adapt(tmp_
 
 
 def test_lora_rows_join_table_1_beside_svf():
-    from t2lib.paper import kit_table1_rows
+    from t2lib.views.paper import kit_table1_rows
 
     rows = [{"expert": "lora-math", "task": "add_word", "n": 4, "base_accuracy": 0.25, "expert_accuracy": 0.5},
             {"expert": "math", "task": "add_word", "n": 4, "base_accuracy": 0.25, "expert_accuracy": 0.75}]

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-import t2lib.models as models
-from t2lib.models import ModelNotAvailableError, load_model, resolve_model
+import t2lib.core.models as models
+from t2lib.core.models import ModelNotAvailableError, load_model, resolve_model
 
 
 @pytest.fixture

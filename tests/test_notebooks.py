@@ -6,7 +6,7 @@ import math
 import nbformat
 import pytest
 
-from t2lib.notebooks import list_notebooks, run_notebook
+from t2lib.runs.notebooks import list_notebooks, run_notebook
 from t2lib.presets import get_preset
 
 NOTEBOOKS = list_notebooks()
@@ -27,7 +27,7 @@ def test_stored_without_outputs_and_with_four_parts(path):
     assert nb.cells[0].cell_type == "markdown" and "preset" in nb.cells[0].source.lower()
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and 'PRESET = "tiny"' in params[0].source
-    assert "write_results" in nb.cells[-1].source or "write_outputs" in nb.cells[-1].source
+    assert "write_results" in nb.cells[-1].source or "write_adaptation" in nb.cells[-1].source
 
 
 def _fraction(x) -> bool:
@@ -188,13 +188,13 @@ def test_executes_on_smoke_preset_and_writes_sane_results(path, tmp_path, monkey
 def test_make_reproduce_on_the_rehearsal_preset_runs_every_paper_path(tmp_path, monkeypatch):
     """`make reproduce PRESET=rehearsal`: the paper suite, sigmoid experts with a λ sweep, the
     classification expert, "generate" dispatch and per-layer CEM, trained and run end to end."""
-    from t2lib import reproduce
+    from t2lib.cli import reproduce
 
     figures, experts = tmp_path / "figures", tmp_path / "experts"
     for var, folder in (("T2_FIGURES_DIR", figures), ("T2_EXPERTS_DIR", experts), ("T2_BUILD_DIR", tmp_path / "build")):
         monkeypatch.setenv(var, str(folder))
     preset = get_preset("rehearsal")
-    reproduce.run(preset, out=tmp_path / "executed", progress=False)
+    assert reproduce.main(["--preset", "rehearsal", "--out", str(tmp_path / "executed")]) == 0
     meta = {p.stem: json.loads(p.read_text()) for p in experts.glob("*.json")}
     assert sorted(meta) == ["classification", "code", "math", "reasoning"]
     assert all(m["parameterization"] == "sigmoid" for m in meta.values())

@@ -2,7 +2,7 @@
 import matplotlib.pyplot as plt
 import pytest
 
-from t2lib import paper, plots
+from t2lib.views import paper, plots
 
 
 def test_wilson_interval_matches_the_textbook_values():

@@ -8,8 +8,9 @@ import torch
 
 from fishfarm.task import Task
 from fishfarm.types import LogprobRequest, SamplingParams, Score
-from t2lib.experts import effective_scale
-from t2lib.reinforce import ReinforceConfig, ReinforceTrainer, advantages
+from t2lib.core.experts import effective_scale
+from t2lib.methods.trainable import SVFParams
+from t2lib.methods.reinforce import ReinforceConfig, ReinforceTrainer, advantages
 from t2lib.samples import batch_ids
 from tests.conftest import make_tiny_svf
 
@@ -30,7 +31,7 @@ def build(tmp_path, *, seed=0):
 
 def trainer(tmp_path, config, *, run="run", validation=None, task=None):
     svf, backend = build(tmp_path)
-    return ReinforceTrainer(svf, backend, task or parity_task(), config=config, run_dir=tmp_path / run,
+    return ReinforceTrainer(SVFParams(svf), backend, task or parity_task(), config=config, run_dir=tmp_path / run,
                             validation=validation, progress=False)
 
 
@@ -74,9 +75,9 @@ def test_micro_batched_gradient_matches_a_per_sample_loop(tmp_path, one_torch_th
     config = ReinforceConfig(micro_batch_size=micro, logprob_reduction=reduction, kl_coef=kl_coef,
                              parameterization=parameterization)
     t = trainer(tmp_path, config)
-    z0 = perturbed_z(t.svf, parameterization)
+    z0 = perturbed_z(t.trained.svf, parameterization)
     with torch.no_grad():
-        for n, p in t.z.items():
+        for n, p in t.params.items():
             p.copy_(z0[n])
     task = t.task
     requests = [task.request(s).prompt for s in task.ids[:5]]
@@ -84,12 +85,12 @@ def test_micro_batched_gradient_matches_a_per_sample_loop(tmp_path, one_torch_th
     lp_requests = [LogprobRequest(p, continuation_ids=c) for p, c in zip(requests, conts)]
     adv = torch.tensor([1.0, -1.0, 0.5, 2.0, -0.7])
     t.accumulate_gradient(lp_requests, adv)
-    expected = reference_gradient(t.svf, t.backend, z0, lp_requests, adv, reduction=reduction, kl_coef=kl_coef,
+    expected = reference_gradient(t.trained.svf, t.backend, z0, lp_requests, adv, reduction=reduction, kl_coef=kl_coef,
                                   parameterization=parameterization)
-    for n in t.z:
-        assert t.z[n].grad.abs().sum() > 0
-        torch.testing.assert_close(t.z[n].grad, expected[n].grad, rtol=1e-4, atol=1e-6)
-    assert all(not p.requires_grad for p in t.svf.model.parameters())
+    for n in t.params:
+        assert t.params[n].grad.abs().sum() > 0
+        torch.testing.assert_close(t.params[n].grad, expected[n].grad, rtol=1e-4, atol=1e-6)
+    assert all(not p.requires_grad for p in t.trained.svf.model.parameters())
 
 
 def test_kl_is_zero_at_the_base_and_grows_when_z_moves(tmp_path, one_torch_thread):
@@ -103,7 +104,7 @@ def test_kl_is_zero_at_the_base_and_grows_when_z_moves(tmp_path, one_torch_threa
 
     assert abs(kl()) < 1e-5
     with torch.no_grad():
-        for p in t.z.values():
+        for p in t.params.values():
             p.mul_(1.3)
     assert kl() > 1e-3
 
@@ -115,9 +116,9 @@ def test_one_step_moves_the_log_prob_of_a_rewarded_answer_in_the_reward_directio
     req = LogprobRequest(t.task.request("0").prompt, continuation_ids=(30, 31, 32))
 
     def logprob():
-        t.svf.write_z(t.z)
+        t.trained.svf.write_z(t.params)
         value = float(t.backend.logprobs([req]).sums[0])
-        t.svf.restore()
+        t.trained.svf.restore()
         return value
 
     before = logprob()
@@ -130,7 +131,7 @@ def test_grad_clip_caps_the_update(tmp_path, one_torch_thread):
     t = trainer(tmp_path, ReinforceConfig(batch_size=6, grad_clip=1e-6, lr=1e-3, normalize_rewards=True))
     row = t.step(t.task.ids[:6], step=1)
     assert row["grad_norm"] > 1e-6  # the norm before clipping is reported
-    assert all(p.grad is None for p in t.z.values())
+    assert all(p.grad is None for p in t.params.values())
 
 
 def test_batch_ids_are_seeded_epochs_without_repeats():
@@ -166,7 +167,7 @@ def test_interrupted_run_resumes_to_the_same_expert(tmp_path, one_torch_thread):
     first = trainer(tmp_path, CONFIG, run="resumed", validation=validation)
     with pytest.raises(KeyboardInterrupt):
         first.train(on_step=interrupt)
-    assert first.svf.fingerprint_matches_base()  # the live weights went back to the base model
+    assert first.trained.svf.fingerprint_matches_base()  # the live weights went back to the base model
     # A line written after the last checkpoint (a crash between the two) is dropped on resume.
     with open(tmp_path / "resumed" / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": 3, "reward": 9}) + "\n")
@@ -214,8 +215,8 @@ def test_bf16_autocast_gradient_points_the_same_way(tmp_path, one_torch_thread):
         reqs = [LogprobRequest(t.task.request(s).prompt, continuation_ids=(30, 31, 32 + i))
                 for i, s in enumerate(t.task.ids[:5])]
         t.accumulate_gradient(reqs, torch.tensor([1.0, -1.0, 0.5, -0.5, 1.0]))
-        grads[dtype] = torch.cat([p.grad.flatten() for p in t.z.values()])
-        assert all(p.dtype == torch.float32 for p in t.z.values())
+        grads[dtype] = torch.cat([p.grad.flatten() for p in t.params.values()])
+        assert all(p.dtype == torch.float32 for p in t.params.values())
     cos = torch.nn.functional.cosine_similarity(grads[None], grads["bfloat16"], dim=0)
     assert cos > 0.98 and not torch.equal(grads[None], grads["bfloat16"])
 
@@ -224,11 +225,11 @@ def test_eager_attention_for_the_gradient_pass_gives_the_same_gradient_and_is_un
     grads = {}
     for attention in (None, "eager"):
         t = trainer(tmp_path, ReinforceConfig(micro_batch_size=2, grad_attention=attention), run=str(attention))
-        before = t.svf.model.config._attn_implementation
+        before = t.trained.svf.model.config._attn_implementation
         reqs = [LogprobRequest(t.task.request(s).prompt, continuation_ids=(30, 31 + i)) for i, s in enumerate(t.task.ids[:3])]
         t.accumulate_gradient(reqs, torch.tensor([1.0, -1.0, 0.5]))
-        assert t.svf.model.config._attn_implementation == before
-        grads[attention] = torch.cat([p.grad.flatten() for p in t.z.values()])
+        assert t.trained.svf.model.config._attn_implementation == before
+        grads[attention] = torch.cat([p.grad.flatten() for p in t.params.values()])
     torch.testing.assert_close(grads[None], grads["eager"], rtol=1e-4, atol=1e-7)
 
 
@@ -265,13 +266,13 @@ def test_next_token_loss_is_the_hand_computed_negative_log_likelihood(tmp_path):
             prompt = t.backend.encode(t.task.request(s).prompt)
             answer = t.backend.tokenizer(t.task.reference_answer(s), add_special_tokens=False)["input_ids"]
             answer = answer + [t.backend.tokenizer.eos_token_id]  # the answer ends the turn
-            logits = t.svf.model(torch.tensor([prompt + answer])).logits[0].float()
+            logits = t.trained.svf.model(torch.tensor([prompt + answer])).logits[0].float()
             logp = torch.log_softmax(logits[len(prompt) - 1:-1], -1)
             expected -= float(logp.gather(1, torch.tensor(answer)[:, None]).sum()) / len(ids)
-    z0 = {n: p.detach().clone() for n, p in t.z.items()}
+    z0 = {n: p.detach().clone() for n, p in t.params.items()}
     row = t.step(ids, step=1)
     assert row["nll"] == pytest.approx(expected, rel=1e-4) and "reward" not in row
-    assert any(not torch.equal(z0[n], p) for n, p in t.z.items())  # z moved
+    assert any(not torch.equal(z0[n], p) for n, p in t.params.items())  # z moved
 
 
 def test_next_token_training_lowers_the_reference_loss_and_needs_references(tmp_path):

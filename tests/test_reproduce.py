@@ -5,7 +5,9 @@ import time
 import pytest
 
 from fishfarm.suites import get_suite
-from t2lib import reproduce, train
+from t2lib.cli import reproduce as reproduce_cli
+from t2lib.cli import train
+from t2lib.runs import preflight as reproduce
 from t2lib.presets import get_preset
 
 
@@ -25,7 +27,7 @@ def no_hub_no_gpu(monkeypatch):
 def test_paper_preset_stops_within_seconds_naming_the_model_the_gpu_and_the_fixes(no_hub_no_gpu, capsys):
     started = time.perf_counter()
     with pytest.raises(SystemExit) as stop:
-        reproduce.main(["--preset", "paper"])
+        reproduce_cli.main(["--preset", "paper"])
     assert stop.value.code == 2 and time.perf_counter() - started < 30
     err = capsys.readouterr().err
     assert "preset paper cannot run here" in err
@@ -52,11 +54,11 @@ def test_the_plan_lists_missing_experts_then_every_notebook(tmp_path, monkeypatc
     monkeypatch.setenv("T2_EXPERTS_DIR", str(tmp_path))
     (tmp_path / "math.safetensors").write_bytes(b"")  # the math expert counts as there
     steps = reproduce.plan(get_preset("paper"))
-    trained = [s.command.split("--task ")[1] for s in steps if "t2lib.train" in s.command]
+    trained = [s.command.split("--task ")[1] for s in steps if "t2lib train" in s.command]
     assert trained == ["mbpp", "arc_easy", "classification"]
     assert [s.what.split()[-1] for s in steps if "notebooks" in s.command][0] == "00_quickstart"
     assert all(s.minutes > 0 and s.basis.startswith("estimate") for s in steps)
-    assert reproduce.main(["--preset", "paper", "--plan"]) == 0
+    assert reproduce_cli.main(["--preset", "paper", "--plan"]) == 0
     out = capsys.readouterr().out
     assert "MISSING model" in out and "MISSING gpu" in out and "in all" in out
 
@@ -65,14 +67,14 @@ def test_missing_trains_only_what_the_expert_folder_lacks(tmp_path, monkeypatch,
     monkeypatch.setenv("T2_EXPERTS_DIR", str(tmp_path))
     for name in ("math", "code", "reasoning", "classification"):
         (tmp_path / f"{name}.safetensors").write_bytes(b"")
-    monkeypatch.setattr(train, "Session", lambda *a, **k: pytest.fail("nothing is missing: no model load"))
+    monkeypatch.setattr("t2lib.session.Session", lambda *a, **k: pytest.fail("nothing is missing: no model load"))
     assert train.main(["--preset", "rehearsal", "--all", "--missing"]) == 0
     assert "none, all are there" in capsys.readouterr().out
     (tmp_path / "code.safetensors").unlink()
     trained = []
-    monkeypatch.setattr(train, "Session", lambda preset: object())
-    monkeypatch.setattr(train, "train_expert", lambda session, task, **kw: trained.append(task) or
-                        {"expert": "code", "val_accuracy": 0.0, "best_step": 0, "train_seconds": 0.0, "path": "p"})
+    monkeypatch.setattr("t2lib.session.Session", lambda preset: __import__("types").SimpleNamespace(preset=preset))
+    monkeypatch.setattr("t2lib.runs.training.train_expert", lambda session, task, **kw: trained.append(task) or
+                        {"expert": "code", "task": task, "val_accuracy": 0.0, "best_step": 0, "train_seconds": 0.0, "path": "p"})
     assert train.main(["--preset", "rehearsal", "--all", "--missing", "--no-test"]) == 0
     assert trained == ["mbpp"]
 

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-import t2lib.svd as svd_mod
+import t2lib.core.svd as svd_mod
 from conftest import make_tiny_llama
-from t2lib.svd import Decomposition, decompose, find_target_names, spectrum_table
+from t2lib.core.spectra import spectrum_table
+from t2lib.core.svd import Decomposition, decompose, find_target_names
 
 
 def test_targets_are_ordered_by_layer_then_set(tiny_llama):
@@ -85,7 +86,7 @@ def test_subset_matches_a_direct_decomposition(tiny_llama, tmp_path):
 
 def test_digest_of_a_tensor_over_2_to_the_24_entries():
     """float32 sample positions round past the end of such tensors (an 8B model's MLP matrices)."""
-    from t2lib.fingerprint import tensor_digest
+    from t2lib.core.fingerprint import tensor_digest
 
     t = torch.zeros(2 ** 24 + 3, dtype=torch.bfloat16)
     before = tensor_digest(t)

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from conftest import make_tiny_llama
-from t2lib.experts import effective_scale
-from t2lib.svd import decompose
-from t2lib.svf import SVFModel
+from t2lib.core.experts import effective_scale
+from t2lib.core.svd import decompose
+from t2lib.core.svf import SVFModel
 
 
 @pytest.fixture

@@ -5,11 +5,13 @@ import json
 import pytest
 import torch
 
-from t2lib.experts import Expert
+from t2lib.core.experts import Expert
 from t2lib.paths import EXPERTS_DIR
 from t2lib.presets import get_preset
-from t2lib.reinforce import read_metrics
-from t2lib.train import compare_recorded, expert_name, main, write_table
+from t2lib.methods.reinforce import read_metrics
+from t2lib.cli.train import main
+from t2lib.runs.tables import merge_table1
+from t2lib.runs.training import compare_recorded
 
 
 @pytest.mark.integration
@@ -55,11 +57,11 @@ def test_table_keeps_per_question_results_of_the_rows_it_holds(tmp_path, monkeyp
     monkeypatch.setenv("T2_FIGURES_DIR", str(tmp_path))
     preset = get_preset("tiny")
     pq = {"ids": ["a", "b"], "base": [0, 1], "expert": [1, 1]}
-    write_table([{"expert": "math", "base_accuracy": 0.5, "expert_accuracy": 1.0, "per_question": pq},
+    merge_table1([{"expert": "math", "base_accuracy": 0.5, "expert_accuracy": 1.0, "per_question": pq},
                  {"expert": "code", "base_accuracy": 0.5, "expert_accuracy": 0.5, "per_question": pq}], preset)
     saved = json.loads((tmp_path / "table1_svf_vs_base.json").read_text())["results"]["per_question"]
     assert saved == {"math": pq, "code": pq}
-    write_table([{"expert": "code", "base_accuracy": 0.4, "expert_accuracy": 0.6}], preset)  # no per-question
+    merge_table1([{"expert": "code", "base_accuracy": 0.4, "expert_accuracy": 0.6}], preset)  # no per-question
     saved = json.loads((tmp_path / "table1_svf_vs_base.json").read_text())["results"]["per_question"]
     assert saved == {"math": pq}  # code's old results no longer match its row
 
@@ -77,8 +79,8 @@ def test_rescored_accuracies_are_compared_with_the_recorded_ones():
 def test_table_merges_rows_by_expert(tmp_path, monkeypatch):
     monkeypatch.setenv("T2_FIGURES_DIR", str(tmp_path))
     preset = get_preset("tiny")
-    write_table([{"expert": "math", "base_accuracy": 0.2, "expert_accuracy": 0.5}], preset)
-    path = write_table([{"expert": "code", "base_accuracy": 0.4, "expert_accuracy": 0.6},
+    merge_table1([{"expert": "math", "base_accuracy": 0.2, "expert_accuracy": 0.5}], preset)
+    path = merge_table1([{"expert": "code", "base_accuracy": 0.4, "expert_accuracy": 0.6},
                         {"expert": "math", "base_accuracy": 0.2, "expert_accuracy": 0.7}], preset)
     rows = list(csv.DictReader(path.open()))
     assert [(r["expert"], r["expert_accuracy"]) for r in rows] == [("code", "0.6"), ("math", "0.7")]
@@ -86,8 +88,8 @@ def test_table_merges_rows_by_expert(tmp_path, monkeypatch):
 
 def test_expert_names_follow_categories():
     tiny = get_preset("tiny")
-    assert [expert_name(tiny, t) for t in tiny.suite_spec.training.values()] == ["math", "code", "reasoning"]
-    assert expert_name(tiny, "classification") == "classification"
+    assert [tiny.suite_spec.expert_name(t) for t in tiny.suite_spec.training.values()] == ["math", "code", "reasoning"]
+    assert tiny.suite_spec.expert_name("classification") == "classification"
 
 
 def test_the_cli_refuses_out_with_all(capsys):
@@ -118,8 +120,8 @@ def test_shipped_math_expert_beats_the_base_model_on_held_out_problems():
     from fishfarm import HFBackend
     from fishfarm.suites.tiny import tiny_task
     from t2lib.samples import spread_ids
-    from t2lib.svd import decompose
-    from t2lib.svf import SVFModel
+    from t2lib.core.svd import decompose
+    from t2lib.core.svf import SVFModel
 
     preset = get_preset("tiny")
     lm = preset.load_model()

@@ -3,11 +3,11 @@ import pytest
 
 from fishfarm.task import Task
 from fishfarm.types import Prompt, SamplingParams, Score
-from t2lib.cem import CEMConfig
-from t2lib.experts import ExpertMismatchError
-from t2lib.svd import decompose
-from t2lib.svf import SVFModel
-from t2lib.transformer2 import Transformer2, question_text
+from t2lib.methods.cem import CEMConfig
+from t2lib.core.experts import ExpertMismatchError
+from t2lib.core.svd import decompose
+from t2lib.core.svf import SVFModel
+from t2lib.methods.transformer2 import Transformer2, question_text
 from tests.conftest import make_tiny_llama
 
 
@@ -86,7 +86,7 @@ def test_prompt_dispatch_runs_on_the_base_weights_and_cls_expert_with_its_expert
             seen.append((svf.active, self.mode))
             return ["math"] * len(questions)
 
-    monkeypatch.setattr("t2lib.strategies.prompt.PromptDispatcher", Recorder)
+    monkeypatch.setattr("t2lib.methods.strategies.prompt.PromptDispatcher", Recorder)
     cls = svf.new_expert(name="cls", noise_std=0.1, seed=9)
     Transformer2(svf, backend, experts, strategy="prompt", progress=False).evaluate(task, task.ids[:2])
     Transformer2(svf, backend, experts, strategy="cls-expert", cls_expert=cls, progress=False).evaluate(task, task.ids[:2])

@@ -10,7 +10,7 @@ import torch
 
 from fishfarm.backends import make_backend
 from fishfarm.types import GenerationRequest, LogprobRequest, Prompt, SamplingParams
-from t2lib.experts import Expert
+from t2lib.core.experts import Expert
 from t2lib.paths import experts_dir
 from t2lib.presets import get_preset
 from t2lib.session import Session
@@ -124,7 +124,7 @@ def test_logprobs_and_next_token_logprobs_agree_with_hf(world):
 
 
 def test_dispatch_reads_the_same_labels_through_either_backend(world):
-    from t2lib.dispatch import PromptDispatcher
+    from t2lib.methods.dispatch import PromptDispatcher
 
     session, hf, _ = world
     questions = [r.prompt.messages[-1].content for r in add_word_requests(session.preset, n=4)]
@@ -137,7 +137,8 @@ def test_dispatch_reads_the_same_labels_through_either_backend(world):
 def test_training_with_vllm_rollouts_matches_hf_rollouts(world, tmp_path):
     """The smoke preset's training run twice on the same live model: rollouts and validation
     from HF, then from vLLM (the update on HF both times): the same rewards, evals and z."""
-    from t2lib.reinforce import ReinforceTrainer
+    from t2lib.methods.reinforce import ReinforceTrainer
+    from t2lib.methods.trainable import SVFParams
 
     session, hf, _ = world
     smoke = get_preset("smoke")
@@ -146,7 +147,7 @@ def test_training_with_vllm_rollouts_matches_hf_rollouts(world, tmp_path):
     validation = session.preset.task("add_word", "validation")
     results = {}
     for label, backend in (("hf", hf), ("vllm", session.backend)):
-        trainer = ReinforceTrainer(session.svf, backend, task, config=config, run_dir=tmp_path / label,
+        trainer = ReinforceTrainer(SVFParams(session.svf), backend, task, config=config, run_dir=tmp_path / label,
                                    validation=validation, progress=False, grad_backend=session.grad_backend)
         results[label] = trainer.train()
     a, b = results["hf"], results["vllm"]
