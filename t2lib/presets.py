@@ -42,7 +42,7 @@ class Preset:
             explorer read (default: the preset's name); smoke reads the shipped tiny experts,
             which share its base weights. Training writes to experts/<name>/.
         gpu_memory_gib: the CUDA GPU memory the preset needs (None: runs on the CPU); checked
-            before any long work (`t2lib.reproduce`).
+            before any long work (`t2lib.runs.preflight`).
         gpus: how many such GPUs (several: the HF model sharded by `device_map`, the vLLM engine
             by tensor parallelism).
         backend: which generation backend answers: a name in `fishfarm.backends.BACKENDS`, or

@@ -101,3 +101,18 @@ def test_adapt_names_its_table_after_the_protocol(no_model, monkeypatch, tmp_pat
     cem = seen["preset"].cem
     assert cem.per_matrix and not cem.per_layer and cem.mix_space == "scale" and cem.shot_seeds
     assert seen["name"] == "table2_adaptation_official-shots_alpha-per-matrix_mix-scale_arc-cot"
+
+
+def test_the_single_entry_point_runs_each_command_and_names_them_all(capsys):
+    import importlib
+
+    from t2lib.__main__ import main
+    from t2lib.cli import COMMANDS
+
+    assert main(["nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'nope'" in err and all(name in err for name in COMMANDS)
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--help"])
+    assert stop.value.code == 0 and "usage: python -m t2lib train" in capsys.readouterr().out
+    assert all(callable(importlib.import_module(f"t2lib.cli.{name}").main) for name in COMMANDS)

@@ -36,7 +36,7 @@ def svf(tmp_path):
 
 
 def trained(svf, name="math", seed=1):
-    """An expert with noise and the config a `t2lib.train` run records."""
+    """An expert with noise and the config a `python -m t2lib train` run records."""
     e = svf.new_expert(name=name, noise_std=0.3, seed=seed)
     e.config = {"preset": "tiny", "task": "add_word", "lr": 2e-3}
     e.metrics = {"test_accuracy": 0.5}

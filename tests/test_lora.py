@@ -182,3 +182,23 @@ def test_lora_rows_join_table_1_beside_svf():
     assert [(r["method"], r["category"], r["accuracy"]) for r in lora] == [("lora", "math", 50.0)]
     assert lora[0]["gain_interval"].startswith("paired")
     assert [r["method"] for r in kit_table1_rows(rows, source="kit")] == ["base", "svf"]
+
+
+def test_svf_and_lora_are_two_implementations_of_one_trainable_interface(tmp_path, one_torch_thread):
+    """The trainer sees one small interface; both methods implement every member of it, and the
+    neutral params of each leave the base model's answers unchanged."""
+    from t2lib.methods.trainable import SVFParams, Trainable
+    from tests.conftest import make_tiny_svf
+
+    members = {n for n in vars(Trainable) if not n.startswith("_")} | set(Trainable.__annotations__)
+    svf_params, lora_params = SVFParams(make_tiny_svf()[0]), LoRAParams(lora_model())
+    for method in (svf_params, lora_params):
+        method.start(NEXT_TOKEN)
+        assert all(hasattr(method, m) for m in members), [m for m in members if not hasattr(method, m)]
+        ids = torch.tensor([[5, 6, 7, 8]])
+        with torch.no_grad():
+            with method.answering(None):
+                base = method.model(ids).logits
+            with method.answering(method.neutral()):
+                neutral = method.model(ids).logits
+        torch.testing.assert_close(neutral, base)

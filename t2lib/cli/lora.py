@@ -23,11 +23,11 @@ from t2lib.runs.training import LORA_LR_SWEEP, train_lora
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m t2lib lora",
                                 description="Train the LoRA baseline (PEFT) on a training task (Table 1 +LoRA).")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--task", help="a training task of the preset's suite, e.g. add_word, gsm8k")
+    what.add_argument("--unseen", action="store_true",
+                      help="no training: each category's adapter on its unseen task (Table 2 +LoRA, table2_lora.csv)")
     add_preset_arguments(p)
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--task", help="a training task of the preset's suite, e.g. add_word, gsm8k")
-    which.add_argument("--unseen", action="store_true",
-                       help="no training: each category's adapter on its unseen task (Table 2 +LoRA, table2_lora.csv)")
     p.add_argument("--objective", choices=("next_token", "policy_gradient"), default="next_token",
                    help="next-token prediction on reference solutions (the paper's LoRA) or REINFORCE")
     p.add_argument("--lora-targets", choices=tuple(TARGET_SETS), default="attn",

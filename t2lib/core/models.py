@@ -66,31 +66,35 @@ class ModelNotAvailableError(RuntimeError):
     """Raised when a model can be found neither locally, nor on the hub, nor offline."""
 
 
+def lookup_order(name: str, *, source: Source = "auto") -> list[str]:
+    """Returns where `name` is looked for, first to last: "local" (a folder), "hub-cache", "hub"
+    (downloaded), "offline" (the package that ships it). `resolve_model` loads from the first that
+    has it; `t2lib.runs.preflight.check_model` asks the same places, without downloading.
+
+    Args:
+        source: "auto" (all of them), or one of "local", "hub" (its cache, then the hub), "offline".
+    """
+    local = Path(name).expanduser().is_dir()
+    order = {"auto": ["local", "hub-cache", "hub", "offline"], "local": ["local"],
+             "hub": ["hub-cache", "hub"], "offline": ["offline"]}[source]
+    return [p for p in order if (p != "local" or local or source == "local")
+            and (p != "offline" or name in OFFLINE_PACKAGES)]
+
+
 def resolve_model(name: str, *, source: Source = "auto") -> ResolvedModel:
-    """Returns where to load `name` from, converting the offline package on first use.
+    """Returns where to load `name` from (the first place of `lookup_order` that has it),
+    converting the offline package on first use.
 
     Args:
         name: hub id or local folder.
         source: "auto" tries local folder, hub cache, hub, offline package in that order;
             "hub" or "offline" forces one path (useful to pin the weights of a preset).
     """
-    local = Path(name).expanduser()
-    if source in ("auto", "local") and local.is_dir():
-        if not (local / "config.json").exists():
-            raise ModelNotAvailableError(f"model folder {local} has no config.json; point to a folder "
-                                         "written by save_pretrained, or give a hub id")
-        return ResolvedModel(name, local.resolve(), "local")
-    if source == "local":
-        raise ModelNotAvailableError(f"model folder {local} does not exist")
     errors: list[str] = []
-    if source in ("auto", "hub"):
-        hub = _from_hub(name, errors)
-        if hub is not None:
-            return hub
-    if source in ("auto", "offline") and name in OFFLINE_PACKAGES:
-        offline = _from_offline_package(name, OFFLINE_PACKAGES[name], errors)
-        if offline is not None:
-            return offline
+    for place in lookup_order(name, source=source):
+        found = _RESOLVERS[place](name, errors)
+        if found is not None:
+            return found
     hint = ""
     if name in OFFLINE_PACKAGES:
         pkg = OFFLINE_PACKAGES[name]
@@ -101,24 +105,38 @@ def resolve_model(name: str, *, source: Source = "auto") -> ResolvedModel:
     )
 
 
-def _from_hub(name: str, errors: list[str]) -> ResolvedModel | None:
+def _from_local(name: str, errors: list[str]) -> ResolvedModel:
+    local = Path(name).expanduser()
+    if not local.is_dir():
+        raise ModelNotAvailableError(f"model folder {local} does not exist")
+    if not (local / "config.json").exists():
+        raise ModelNotAvailableError(f"model folder {local} has no config.json; point to a folder "
+                                     "written by save_pretrained, or give a hub id")
+    return ResolvedModel(name, local.resolve(), "local")
+
+
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]  # what a model folder needs
+
+
+def _from_hub_cache(name: str, errors: list[str]) -> ResolvedModel | None:
+    from huggingface_hub import snapshot_download
+
     try:
-        from huggingface_hub import snapshot_download
-    except ImportError:  # pragma: no cover - transformers depends on it
-        errors.append("huggingface_hub is not installed")
-        return None
-    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
-    try:
-        path = snapshot_download(name, local_files_only=True, allow_patterns=patterns)
-        return ResolvedModel(name, Path(path), "hub-cache")
+        return ResolvedModel(name, Path(snapshot_download(name, local_files_only=True, allow_patterns=HUB_PATTERNS)),
+                             "hub-cache")
     except Exception as exc:  # noqa: BLE001 - any failure means "not in the cache"
         errors.append(f"not in the local hub cache ({type(exc).__name__})")
+        return None
+
+
+def _from_hub(name: str, errors: list[str]) -> ResolvedModel | None:
+    from huggingface_hub import snapshot_download
+
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         errors.append("HF_HUB_OFFLINE is set")
         return None
     try:
-        path = snapshot_download(name, allow_patterns=patterns)
-        return ResolvedModel(name, Path(path), "hub")
+        return ResolvedModel(name, Path(snapshot_download(name, allow_patterns=HUB_PATTERNS)), "hub")
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
         errors.append(f"hub unreachable ({type(exc).__name__})")
         return None
@@ -138,6 +156,10 @@ def _from_offline_package(name: str, pkg: OfflinePackage, errors: list[str]) -> 
     if not (dest / "config.json").exists():
         _convert_gguf(src_dir, pkg.gguf_file, dest)
     return ResolvedModel(name, dest, "offline-package", variant)
+
+
+def _from_offline(name: str, errors: list[str]) -> ResolvedModel | None:
+    return _from_offline_package(name, OFFLINE_PACKAGES[name], errors)
 
 
 def _convert_gguf(src_dir: Path, gguf_file: str, dest: Path) -> None:
@@ -168,6 +190,9 @@ def _convert_gguf(src_dir: Path, gguf_file: str, dest: Path) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+_RESOLVERS = {"local": _from_local, "hub-cache": _from_hub_cache, "hub": _from_hub, "offline": _from_offline}
 
 
 @dataclass

@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from t2lib.core.models import OFFLINE_PACKAGES, lookup_order
 from t2lib.paths import cache_dir, experts_dir
 from t2lib.presets import Preset
 
@@ -42,41 +43,59 @@ class Check:
 
 
 def check_model(preset: Preset) -> Check:
-    """Finds the base model without downloading it: a local folder, the hub cache, the offline
-    package, or (for "auto" and "hub") the hub answering for it."""
-    from t2lib.core.models import OFFLINE_PACKAGES
-
-    name, source = preset.model, preset.model_source
-    local = Path(name).expanduser()
-    if source in ("auto", "local") and local.is_dir():
-        ok = (local / "config.json").exists()
-        return Check("model", ok, f"local folder {local}" + ("" if ok else " has no config.json"),
-                     "" if ok else "point PRESET's model to a folder written by save_pretrained")
-    found = []
-    if source in ("auto", "hub"):
-        try:
-            from huggingface_hub import snapshot_download
-            path = snapshot_download(name, local_files_only=True, allow_patterns=["config.json"])
-            return Check("model", True, f"{name} in the local hub cache ({path})")
-        except Exception:  # noqa: BLE001 - any failure means "not in the cache"
-            found.append("not in the local hub cache")
-    if source in ("auto", "offline") and name in OFFLINE_PACKAGES:
-        import importlib.util
-        pkg = OFFLINE_PACKAGES[name]
-        if importlib.util.find_spec(pkg.package) is not None:
-            return Check("model", True, f"{name} from the offline package {pkg.requirement}")
-        found.append(f"offline package {pkg.requirement} not installed")
-    if source in ("auto", "hub"):
-        try:
-            from huggingface_hub import HfApi
-            HfApi().model_info(name, timeout=5)
-            return Check("model", True, f"{name} on the hub (downloaded on first use)")
-        except Exception as exc:  # noqa: BLE001 - offline, gated, or unknown
-            found.append(f"the hub did not answer for it ({type(exc).__name__})")
+    """Finds the base model where loading it would (`t2lib.core.models.lookup_order`), without
+    downloading or converting anything: a local folder, the hub cache, the hub answering for it,
+    the offline package."""
+    name = preset.model
+    found: list[str] = []
+    for place in lookup_order(name, source=preset.model_source):
+        check = _MODEL_PROBES[place](name, found)
+        if check is not None:
+            return check
     fix = (f"download it where the hub is reachable (`huggingface-cli download {name}`; gated models need "
            "`huggingface-cli login` and an accepted licence) and copy the hub cache here, or set the "
            "preset's model to a local folder")
     return Check("model", False, f"{name}: {'; '.join(found) or 'no source for it'}", fix)
+
+
+def _local_probe(name: str, found: list[str]) -> Check:
+    local = Path(name).expanduser()
+    ok = (local / "config.json").exists()
+    return Check("model", ok, f"local folder {local}" + ("" if ok else " has no config.json" if local.is_dir()
+                                                          else " does not exist"),
+                 "" if ok else "point PRESET's model to a folder written by save_pretrained")
+
+
+def _hub_cache_probe(name: str, found: list[str]) -> Check | None:
+    from huggingface_hub import snapshot_download
+    try:
+        path = snapshot_download(name, local_files_only=True, allow_patterns=["config.json"])
+        return Check("model", True, f"{name} in the local hub cache ({path})")
+    except Exception:  # noqa: BLE001 - any failure means "not in the cache"
+        found.append("not in the local hub cache")
+        return None
+
+
+def _hub_probe(name: str, found: list[str]) -> Check | None:
+    from huggingface_hub import HfApi
+    try:
+        HfApi().model_info(name, timeout=5)
+        return Check("model", True, f"{name} on the hub (downloaded on first use)")
+    except Exception as exc:  # noqa: BLE001 - offline, gated, or unknown
+        found.append(f"the hub did not answer for it ({type(exc).__name__})")
+        return None
+
+
+def _offline_probe(name: str, found: list[str]) -> Check | None:
+    import importlib.util
+    pkg = OFFLINE_PACKAGES[name]
+    if importlib.util.find_spec(pkg.package) is not None:
+        return Check("model", True, f"{name} from the offline package {pkg.requirement}")
+    found.append(f"offline package {pkg.requirement} not installed")
+    return None
+
+
+_MODEL_PROBES = {"local": _local_probe, "hub-cache": _hub_cache_probe, "hub": _hub_probe, "offline": _offline_probe}
 
 
 def check_gpu(preset: Preset) -> Check:

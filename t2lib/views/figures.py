@@ -45,7 +45,7 @@ def scale_shift(shifts: Sequence[dict]) -> plt.Figure:
 
 
 def adaptation_figures(result: dict, suite: Suite, folder: Path) -> list[Path]:
-    """Draws the dispatch confusion matrices and the few-shot α of a `t2lib.adapt` result into
+    """Draws the dispatch confusion matrices and the few-shot α of a `t2lib.runs.adaptation.run_adaptation` result into
     `folder` (fig_dispatch_<strategy>.png, fig_fewshot_alpha.png); returns their paths."""
     labels = ("code", "math", "reasoning", "other")
     categories = suite.categories

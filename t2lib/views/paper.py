@@ -6,7 +6,7 @@ functions that put a preset's results (`table1_svf_vs_base.csv` from `make exper
 `table2_adaptation.csv` from `make adapt`) in the same form. Every accuracy gets a 95% Wilson
 interval. A gain over the base model gets a paired interval where the per-question results are
 known (`make adapt` stores them in `table2_adaptation.json`, expert training and
-`t2lib.train --rescore` in `table1_svf_vs_base.json`): a seeded bootstrap over questions of the
+`python -m t2lib train --rescore` in `table1_svf_vs_base.json`): a seeded bootstrap over questions of the
 difference of the two accuracies on the same questions. Elsewhere (the paper's numbers) it gets a
 95% Newcombe interval for a difference of two independent proportions, which is conservative
 there (both accuracies come from the same questions), so wider.

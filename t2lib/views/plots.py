@@ -96,7 +96,7 @@ def plot_learning_curve(rows: Sequence[dict], *, title: str = "") -> plt.Figure:
 
 def plot_learning_curves(rows: Sequence[dict], *, title: str = "") -> plt.Figure:
     """Returns one panel per training task: validation accuracy against step for each method
-    (`t2lib.ablations.learning_curves` rows), the best step marked, the base model as a dashed line."""
+    (`t2lib.runs.training.learning_curves` rows), the best step marked, the base model as a dashed line."""
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
     colours = {"svf": "tab:blue", "lora": "tab:orange"}

@@ -1,7 +1,7 @@
 """Adaptation strategies (pass 1): one module each, and the registry below.
 
 A new strategy is one module here with a `Strategy` subclass (`core`), plus one line in
-`REGISTRY`; `Transformer2`, `make adapt` (`t2lib.adapt --strategies`) and the notebooks find it
+`REGISTRY`; `Transformer2`, `make adapt` (`python -m t2lib adapt --strategies`) and the notebooks find it
 by its `name`.
 """
 from t2lib.methods.strategies.cls_expert import ClsExpertStrategy
