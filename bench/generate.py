@@ -48,7 +48,7 @@ from fishfarm.backends import make_backend
 from fishfarm.backends import onednn
 from fishfarm.backends.batching import shared_prefix
 from fishfarm.backends.onednn import onednn_available
-from fishfarm.types import GenerationRequest, SamplingParams
+from fishfarm.types import SamplingParams
 from t2lib.core.experts import Expert
 from t2lib.paths import experts_dir
 from t2lib.presets import get_preset

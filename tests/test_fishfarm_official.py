@@ -1,6 +1,5 @@
 """The official code's answer extraction, reported beside the kit's scorers, and the official ARC
 answer start (both switchable protocol details of the paper suite)."""
-import pytest
 
 from fishfarm.data.prompts import LLAMA3_COT_PREFIX
 from fishfarm.scoring import score_choice, score_number

@@ -1,5 +1,9 @@
 """Generation backends: one protocol (`protocol`), one module per backend (`hf`, `vllm`), one factory.
 
+The HF backend's lean decoding loop is `decoding` (its steps) over `decoding_plan` (how each layer
+runs in a call), `kv_cache`, `onednn` (the CPU product kernel) and `batching` (padding, shared
+prefixes); `families` is the one table of the model families the kit runs.
+
     from fishfarm.backends import make_backend
     backend = make_backend("hf", model, tokenizer)     # HF transformers over the live model
     backend = make_backend("vllm", model, tokenizer)   # a vLLM engine, experts synced into it

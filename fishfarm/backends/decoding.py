@@ -1,57 +1,42 @@
-"""The HF backend's decoding loop: a KV cache allocated once and written in place, finished rows
-dropped from the batch, and none of `generate`'s per-step machinery.
+"""The HF backend's lean decoding loop: `LeanDecoder` decodes a batch of prompts with the model's
+own modules around its own attention over a KV cache allocated once and written in place, in a
+few named steps:
 
-`model.generate` with its dynamic cache spends a large share of each step outside the model's
-matrix products on a small model: every layer's keys and values are concatenated into a new,
-longer tensor at each step (22% of a step for SmolLM2-135M at batch 16 on a 2-core CPU), and rows
-that have ended keep being computed until the longest answer ends (half of the row-steps of the
-tiny preset's rollouts). `LeanDecoder` runs the same model modules (norms, projections, MLPs, the
-rotary embedding, the LM head: an expert written into the weights, factored SVF layers and PEFT
-adapters all take effect as they do in `generate`) around its own attention over a preallocated
-cache:
+    plan = self.plan(len(prompts))               # how each layer runs in this call
+    layout = self._layout(prompts, ...)          # a shared prefix, then each prompt left-padded
+    logits = self._prefill(plan, layout, cache)  # the shared prefix once, then every prompt's rest
+    self._decode_n_tokens(...), at each step:
+        tokens = next_tokens(logits, rows.index)     # greedy, or one draw over the whole batch
+        rows.record(tokens)                          # each row's answer; which rows have ended
+        tokens = self._compact(cache, rows, tokens)  # ended rows leave the batch (`KVCache.keep`)
+        logits = self._decode_one_token(plan, cache, rows, tokens)
 
-- the cache is one (layers, rows, kv heads, prompt + budget, head dim) tensor per keys and values,
-  written in place at each step;
-- when at least an eighth of the rows in the batch have ended, the batch is compacted (the live
+The plan (`decoding_plan.DecodePlan`) is made from the weights at the call and passed to every
+forward pass (`_forward`); it lives as long as the call.
+
+- the cache (`KVCache`) holds every layer's keys and values for prompt + budget columns;
+- once at least an eighth of the rows in the batch have ended, the batch is compacted (the live
   rows' cache columns move down in place), so ended rows cost nothing afterwards;
-- a prefix every prompt of the batch shares (the system prompt and chat header) runs once;
+- a prefix every prompt shares (a system prompt, a chat header), of at least
+  `min_shared_prefix` tokens, runs once for the batch;
 - the LM head runs at the last position only;
-- on a CPU, fp32 linear layers multiply through oneDNN (`torch.ops.mkldnn._linear_pointwise`, the
-  kernel torch's compiler uses on CPUs), which runs the small-batch products of decoding faster
-  than the default fp32 GEMM (on a 2-core AVX2 CPU, 1.5x for SmolLM2's MLP shapes at 16 rows and
-  2.4x for its LM head). Its sums are accumulated in another order, so logits differ in the last
-  bits (about 1e-4); `onednn=False` keeps torch's default product.
-- with oneDNN, each `decode` call first copies the weights of the plain linear layers into
-  oneDNN's blocked layout, q, k and v as one matrix and gate and up as another (a layer's three
-  attention products become one, its two MLP input products one), and frees the copies when it
-  returns. The copies are made from the weights as they are at the call, so an expert written
-  into the weights between calls takes effect, as it does without them; they hold as much memory
-  as the weights they copy. On SmolLM2-135M the copy takes about 0.15 s per call (2 cores) and
-  saves 15–30% of each step's linear-layer time at 2–16 rows (`bench/generate.py` measures the
-  whole effect; `pack=False` turns it off). In the fused q, k, v copy, each q and k head's two
-  rotary halves are interleaved (the order of a head's features does not change its attention
-  scores when q and k share it), so one complex multiplication rotates every q and k head of a
-  layer instead of the model's `rotate_half` (a concatenation, a negation, four products);
-- each call resolves how every layer runs once (`_Layer`: its norms, products and MLP), instead
-  of checking modules at every step, and the RMSNorm of these models runs as one `F.rms_norm`
-  call. With the interleaved rotary this took 5-8% off the tiny preset's rollouts (16 x 128)
-  and 1-3% off an evaluation batch (64 x 48), the same answers, against the loop without both.
+- each call resolves how every layer runs once (`decoding_plan`: RMSNorm as one call; on a CPU
+  in fp32, oneDNN's kernel and weights packed for the call, q, k, v fused, rotary halves
+  interleaved).
 
-Greedy answers are those of `generate` up to floating-point rounding (a smaller batch can round
-a matrix product differently; `bench/generate.py` counts the answers that differ). Sampling draws
-from the same distributions as `generate` (HF's own temperature and top-p processors) and, for
-the same seed, the same tokens: the multinomial draw is made over every row of the original batch
-at every step, as `generate` makes it, so the random stream does not depend on which rows have
-ended.
+Greedy answers are those of `generate` up to floating-point rounding (oneDNN's products and a
+smaller batch round differently; `bench/generate.py` counts the answers that differ). Sampling
+draws from the same distributions as `generate` (HF's own temperature and top-p processors) and,
+for the same seed, the same tokens: the multinomial draw is made over every row of the original
+batch at every step, as `generate` makes it, so the random stream does not depend on which rows
+have ended.
 
-Llama-family models only (`SUPPORTED_MODEL_TYPES`: Llama, Mistral, Qwen2: pre-norm layers,
+It runs the families of `fishfarm.backends.families` marked `lean_decoding` (pre-norm layers,
 rotary embedding, grouped-query attention, full attention in every layer). `unsupported()` names
 why another model cannot use it; `HFBackend` then falls back to `generate`.
 """
 from __future__ import annotations
 
-import functools
-import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -60,28 +45,14 @@ import torch.nn.functional as F
 from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
                                                     TopPLogitsWarper)
 
-SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
-# Their RMSNorm classes: weight * x / sqrt(mean(x^2) + eps), computed in fp32.
-_RMS_NORMS = ("LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm")
+from fishfarm.backends.batching import pad_batch, shared_prefix
+from fishfarm.backends.decoding_plan import DecodePlan, Rotary, plan_decoding
+from fishfarm.backends.families import MODEL_FAMILIES
+from fishfarm.backends.kv_cache import KVCache
+from fishfarm.backends.onednn import onednn_available
 
 # row index in the original batch, the row's new token ids so far -> a finish reason, or None
 FinishCheck = Callable[[int, Sequence[int]], "str | None"]
-
-
-def _plain(module) -> bool:
-    """True for an `nn.Linear` that runs as one: no subclass (a PEFT adapter layer), no forward
-    replaced on the instance (SVF's factored layers) and no hooks."""
-    return type(module) is torch.nn.Linear and _unhooked(module)
-
-
-def _unhooked(module) -> bool:
-    """True for a module with no forward replaced on the instance and no hooks."""
-    return "forward" not in module.__dict__ and not module._forward_hooks and not module._forward_pre_hooks
-
-
-def onednn_available() -> bool:
-    """True where torch has oneDNN's fused linear kernel for the CPU."""
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def causal_lm_of(model):
@@ -94,8 +65,10 @@ def unsupported(model, total_len: int) -> str | None:
     """Returns why `LeanDecoder` cannot decode `model` up to `total_len` positions, or None."""
     lm = causal_lm_of(model)
     config = lm.config
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        return f"model type {config.model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+    family = MODEL_FAMILIES.get(config.model_type)
+    if family is None or not family.lean_decoding:
+        lean = [t for t, f in MODEL_FAMILIES.items() if f.lean_decoding]
+        return f"model type {config.model_type!r} (supported: {', '.join(lean)})"
     body = getattr(lm, "model", None)
     if body is None or not all(hasattr(body, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
         return "the model has no Llama-style body (embed_tokens, layers, norm, rotary_emb)"
@@ -113,17 +86,6 @@ def unsupported(model, total_len: int) -> str | None:
     return None
 
 
-def shared_prefix(prompts: Sequence[Sequence[int]]) -> int:
-    """Returns how many leading tokens all prompts share, short of the shortest one's last token
-    (each row keeps at least one token of its own for the pass that yields its first logits)."""
-    limit = min(map(len, prompts)) - 1
-    first = prompts[0]
-    for i in range(max(limit, 0)):
-        if any(p[i] != first[i] for p in prompts):
-            return i
-    return max(limit, 0)
-
-
 def sampling_processors(temperature: float, top_p: float) -> LogitsProcessorList:
     """Returns the logits processors `generate` applies when sampling with these settings (top-k
     off), in its order."""
@@ -135,76 +97,67 @@ def sampling_processors(temperature: float, top_p: float) -> LogitsProcessorList
     return processors
 
 
-def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x @ weight.T + bias through oneDNN's kernel (weight dense, or in its blocked layout)."""
-    out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), weight, bias, "none", [], "")
-    return out.view(*x.shape[:-1], out.shape[-1])
+class NextTokens:
+    """Picks the next token of each row in the batch from its logits: the argmax at temperature
+    0; else a draw from the distribution of HF's temperature and top-p processors, made over every
+    row of the original batch (`batch` rows; an ended row keeps its last distribution), as
+    `generate` makes it, so the random stream does not depend on which rows have ended."""
+
+    def __init__(self, batch: int, *, temperature: float, top_p: float):
+        self.batch = batch
+        self.processors = sampling_processors(temperature, top_p) if temperature > 0 else None
+        self.probs: torch.Tensor | None = None  # batch x vocab
+
+    def __call__(self, logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """`index`: the original row of each row in the batch."""
+        if self.processors is None:
+            return logits.argmax(dim=-1)
+        if self.probs is None:
+            self.probs = torch.ones((self.batch, logits.shape[-1]), device=logits.device)
+        self.probs[index] = torch.softmax(self.processors(None, logits), dim=-1)
+        return torch.multinomial(self.probs, num_samples=1)[:, 0][index]
 
 
-class _Packed:
-    """Linear layers sharing an input, their weights (concatenated) copied into oneDNN's blocked
-    layout: calling it on x returns each layer's output, as views of one product. `order`, when
-    given, reorders the output features of the concatenation (see `_interleaved_rotary_order`)."""
-
-    def __init__(self, modules: Sequence[torch.nn.Linear], rows: int, order: torch.Tensor | None = None):
-        with torch.no_grad():
-            weight = torch.cat([m.weight for m in modules]) if len(modules) > 1 else modules[0].weight
-            biases = [m.bias for m in modules]
-            bias = None if all(b is None for b in biases) else torch.cat(
-                [b.detach() if b is not None else m.weight.new_zeros(m.out_features) for b, m in zip(biases, modules)])
-            if order is not None:
-                weight, bias = weight[order], (bias[order] if bias is not None else None)
-            self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
-            self.bias = bias
-        self.sizes = [m.out_features for m in modules]
-
-    def product(self, x: torch.Tensor) -> torch.Tensor:
-        """The concatenated outputs, as one tensor."""
-        return _onednn_linear(x, self.weight, self.bias)
-
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.product(x)
-        return out.split(self.sizes, dim=-1) if len(self.sizes) > 1 else (out,)
+@dataclass(frozen=True)
+class Layout:
+    """A batch's prompt columns: `shared` columns of a prefix all prompts share, then each
+    prompt's rest left-padded, so every answer starts at column `width`. `ids` and `positions`
+    (counting real tokens only) are rows x width; `valid` (True = a real token, attended to) is
+    rows x (width + budget)."""
+    ids: torch.Tensor
+    positions: torch.Tensor
+    valid: torch.Tensor
+    shared: int
+    width: int
 
 
-def _interleaved_rotary_order(q_heads: int, k_heads: int, v_features: int, head_dim: int) -> torch.Tensor:
-    """The output order of a fused q, k, v product in which each q and k head's two rotary halves
-    are interleaved (features 0, d/2, 1, d/2 + 1, ...), v unchanged. Attention scores are dot
-    products over a head's features, which do not depend on their order when q and k share it;
-    interleaved pairs let one complex multiplication rotate every q and k head at once."""
-    half = head_dim // 2
-    within = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).reshape(-1)
-    heads = q_heads + k_heads
-    rotated = (torch.arange(heads)[:, None] * head_dim + within).reshape(-1)
-    return torch.cat([rotated, heads * head_dim + torch.arange(v_features)])
+class Rows:
+    """The rows in the batch while it decodes: the original row of each (`index` on the device,
+    `live` on the host), their attention masks over the cache (`valid`) and next positions, and
+    every original row's answer so far and whether it has ended (`finished` said so)."""
 
+    def __init__(self, layout: Layout, finished: FinishCheck):
+        n = layout.ids.shape[0]
+        self.index = torch.arange(n, device=layout.ids.device)
+        self.live = list(range(n))
+        self.valid, self.next_pos = layout.valid, layout.positions[:, -1] + 1
+        self.finished = finished
+        self.out: list[list[int]] = [[] for _ in range(n)]
+        self.done = [False] * n
 
-@dataclass(eq=False)
-class _Layer:
-    """How one decoder layer runs in a decode call: functions for its norms and products (see
-    `LeanDecoder._plan`). With `qkv`, q, k and v come from one packed product, q and k interleaved
-    for the rotary embedding (`_interleaved_rotary_order`); else from `q`, `k`, `v`. `mlp` runs
-    an MLP as it is; else the gated MLP runs from `gate_up` (one packed product) or `gate` and
-    `up`, then `act` and `down`."""
-    scaling: float
-    input_norm: Callable
-    post_norm: Callable
-    qkv: _Packed | None = None
-    q: Callable | None = None
-    k: Callable | None = None
-    v: Callable | None = None
-    o: Callable | None = None
-    mlp: Callable | None = None
-    gate_up: _Packed | None = None
-    gate: Callable | None = None
-    up: Callable | None = None
-    act: Callable | None = None
-    down: Callable | None = None
+    def record(self, tokens: Sequence[int]) -> int:
+        """Appends each running row's new token to its answer; returns how many rows in the batch
+        have ended."""
+        for row, token in zip(self.live, tokens):
+            if not self.done[row]:
+                self.out[row].append(token)
+                self.done[row] = self.finished(row, self.out[row]) is not None
+        return sum(self.done[r] for r in self.live)
 
-    @property
-    def qk_width(self) -> int:
-        """The features of q and k in the packed q, k, v product."""
-        return self.qkv.sizes[0] + self.qkv.sizes[1]
+    def keep(self, keep: Sequence[int], index: torch.Tensor) -> None:
+        """Keeps the rows at `keep` (batch positions, ascending; `index`: the same on the device)."""
+        self.valid, self.next_pos, self.index = self.valid[index], self.next_pos[index], self.index[index]
+        self.live = [self.live[j] for j in keep]
 
 
 class LeanDecoder:
@@ -219,27 +172,18 @@ class LeanDecoder:
         onednn: multiply plain fp32 linear layers on a CPU with oneDNN's kernel (where torch has
             it); False: torch's default product everywhere.
         pack: with oneDNN, copy the plain linear layers' weights into its blocked layout at the
-            start of each `decode` call, fusing q, k, v and gate, up (see the module docstring).
+            start of each `decode` call, fusing q, k, v and gate, up (`decoding_plan`).
     """
 
     def __init__(self, model, *, compact_fraction: float = 0.125, min_shared_prefix: int = 8,
                  onednn: bool = True, pack: bool = True):
         self.lm = causal_lm_of(model)
         self.body = self.lm.model
-        self.layers = list(self.body.layers)
-        attn = self.layers[0].self_attn
-        self.head_dim = attn.head_dim
-        self.kv_heads = self.lm.config.num_key_value_heads
-        # The model's own rotary function (Llama, Mistral and Qwen2 share its definition).
-        self.apply_rotary = sys.modules[type(attn).__module__].apply_rotary_pos_emb
         self.compact_fraction = compact_fraction
         self.min_shared_prefix = min_shared_prefix
         self.onednn = (onednn and onednn_available() and self.device.type == "cpu"
                        and self.dtype == torch.float32)
         self.pack = pack and self.onednn
-        # How each layer, the final norm and the head run, during a decode call (see `_plan`).
-        self._layers: list[_Layer] | None = None
-        self._final_norm = self._head = None
 
     @property
     def device(self) -> torch.device:
@@ -249,117 +193,9 @@ class LeanDecoder:
     def dtype(self) -> torch.dtype:
         return self.body.embed_tokens.weight.dtype
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, keys: torch.Tensor,
-                 values: torch.Tensor, col: int, mask: torch.Tensor, *, head: bool = True) -> torch.Tensor | None:
-        """Runs `ids` (rows x t) at cache columns col..col+t-1 through the call's plan (`_plan`);
-        returns the last position's logits in fp32 (None when not `head`). `mask`
-        (rows x 1 x t x col+t, True = attend) covers the cache up to col+t."""
-        rows, t = ids.shape
-        d = self.head_dim
-        x = self.body.embed_tokens(ids)
-        cos, sin = self.body.rotary_emb(x, positions)
-        rotation = None  # cos + i sin per position and pair, for the interleaved q, k of packed layers
-        # One additive mask for every layer (attention turns a boolean one into this at each call).
-        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
-        end = col + t
-        for i, layer in enumerate(self._layers):
-            h = layer.input_norm(x)
-            if layer.qkv is not None:
-                if rotation is None:
-                    rotation = torch.complex(cos[..., :d // 2], sin[..., :d // 2]).unsqueeze(2)
-                out = layer.qkv.product(h)
-                width = layer.qk_width
-                pairs = torch.view_as_complex(out[..., :width].unflatten(-1, (-1, d // 2, 2)))
-                qk = torch.view_as_real(pairs * rotation).flatten(-2).transpose(1, 2)  # rows, heads, t, d
-                q, k = qk[:, :-self.kv_heads], qk[:, -self.kv_heads:]
-                v = out[..., width:].unflatten(-1, (self.kv_heads, d)).transpose(1, 2)
-            else:
-                q, k, v = (f(h).view(rows, t, -1, d).transpose(1, 2) for f in (layer.q, layer.k, layer.v))
-                q, k = self.apply_rotary(q, k, cos, sin)
-            keys[i, :, :, col:end] = k
-            values[i, :, :, col:end] = v
-            out = F.scaled_dot_product_attention(q, keys[i, :, :, :end], values[i, :, :, :end], attn_mask=bias,
-                                                 scale=layer.scaling, enable_gqa=True)
-            x = x + layer.o(out.transpose(1, 2).reshape(rows, t, -1))
-            h = layer.post_norm(x)
-            if layer.mlp is not None:
-                x = x + layer.mlp(h)
-                continue
-            # The gated MLP of these models: down(act(gate(h)) * up(h)).
-            gate, up = layer.gate_up(h) if layer.gate_up is not None else (layer.gate(h), layer.up(h))
-            x = x + layer.down(layer.act(gate).mul_(up))
-        if not head:
-            return None
-        return self._head(self._final_norm(x[:, -1])).float()
-
-    def _norm(self, module):
-        """A function computing `module(x)`: the RMSNorm of these models as one `F.rms_norm` call
-        (the same formula in fewer ops) in fp32 when it is unhooked and has its own forward."""
-        if (type(module).__name__ in _RMS_NORMS and self.dtype == torch.float32 and _unhooked(module)):
-            return functools.partial(F.rms_norm, normalized_shape=tuple(module.weight.shape), weight=module.weight,
-                                     eps=module.variance_epsilon)
-        return module
-
-    def _linear(self, module, rows: int | None = None):
-        """A function computing `module(x)` for a plain linear layer: with `rows` and `pack`, the
-        product of its packed copy (tuned for `rows`); else oneDNN's kernel when `onednn` is on;
-        for any other module, the module."""
-        if rows is not None and self.pack and _plain(module):
-            return _Packed((module,), rows).product
-        if self.onednn and _plain(module):
-            return functools.partial(_onednn_linear, weight=module.weight, bias=module.bias)
-        return module
-
-    @staticmethod
-    def _gated(mlp) -> bool:
-        """True for the gated MLP of these models, unhooked and with its own forward."""
-        return all(hasattr(mlp, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")) and _unhooked(mlp)
-
-    def _plan(self, rows: int) -> None:
-        """Resolves how each layer runs in this call (`_Layer`), the head and final norm likewise.
-        With `pack`, copies the plain linear layers' current weights into oneDNN's blocked layout
-        (q, k, v fused when all three are plain, gate and up likewise); `rows` is the batch size
-        the layout is tuned for. Layers that are not plain (PEFT adapters, factored SVF layers,
-        hooks) keep running as modules."""
-        layers = []
-        for layer in self.layers:
-            attn = layer.self_attn
-            plan = _Layer(attn.scaling, self._norm(layer.input_layernorm), self._norm(layer.post_attention_layernorm))
-            if self.pack and all(_plain(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj)):
-                order = _interleaved_rotary_order(attn.q_proj.out_features // self.head_dim, self.kv_heads,
-                                                  attn.v_proj.out_features, self.head_dim)
-                plan.qkv = _Packed((attn.q_proj, attn.k_proj, attn.v_proj), rows, order)
-            else:
-                plan.q, plan.k, plan.v = (self._linear(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj))
-            plan.o = self._linear(attn.o_proj, rows)
-            mlp = layer.mlp
-            if not (self.onednn and self._gated(mlp)):
-                plan.mlp = mlp  # runs as it is
-            else:
-                plan.act = mlp.act_fn
-                if self.pack and _plain(mlp.gate_proj) and _plain(mlp.up_proj):
-                    plan.gate_up = _Packed((mlp.gate_proj, mlp.up_proj), rows)
-                else:
-                    plan.gate, plan.up = self._linear(mlp.gate_proj), self._linear(mlp.up_proj)
-                plan.down = self._linear(mlp.down_proj, rows)
-            layers.append(plan)
-        head = self.lm.get_output_embeddings()
-        self._head = self._linear(head, rows)
-        self._final_norm = self._norm(self.body.norm)
-        self._layers = layers
-
-    @staticmethod
-    def _kept(cache: torch.Tensor, keep: Sequence[int], used: int) -> torch.Tensor:
-        """Returns the cache of the rows in `keep` (ascending): each row's `used` columns written
-        so far move down to its new place in the same buffer, and the view of the first
-        len(keep) rows is returned. A row only moves to a place at or before its own, so no row
-        is overwritten before it moves; nothing is allocated (for SmolLM2-135M's cache of 64 rows,
-        keeping 56 rows' first 80 columns took 11 ms on a 2-core CPU, a gather into a new cache
-        106 ms)."""
-        for new, old in enumerate(keep):
-            if new != old:
-                cache[:, new, :, :used] = cache[:, old, :, :used]
-        return cache[:, :len(keep)]
+    def plan(self, rows: int) -> DecodePlan:
+        """Returns how the model runs in a call of `rows` rows, from its weights as they are now."""
+        return plan_decoding(self.lm, rows=rows, onednn=self.onednn, pack=self.pack)
 
     @torch.no_grad()
     def decode(self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, pad_id: int,
@@ -375,80 +211,96 @@ class LeanDecoder:
             temperature: 0 for greedy decoding, else sampling with `top_p` from the torch global
                 random stream (seed it before the call).
         """
-        self._plan(len(prompts))
-        try:
-            return self._decode(prompts, max_new_tokens=max_new_tokens, pad_id=pad_id, finished=finished,
-                                temperature=temperature, top_p=top_p)
-        finally:
-            self._layers = self._head = self._final_norm = None
+        plan = self.plan(len(prompts))
+        layout = self._layout(prompts, pad_id=pad_id, max_new_tokens=max_new_tokens)
+        cache = self._cache(len(prompts), layout.width + max_new_tokens)
+        logits = self._prefill(plan, layout, cache)
+        next_tokens = NextTokens(len(prompts), temperature=temperature, top_p=top_p)
+        return self._decode_n_tokens(plan, cache, Rows(layout, finished), logits, next_tokens, max_new_tokens)
 
-    def _decode(self, prompts, *, max_new_tokens, pad_id, finished, temperature, top_p) -> list[list[int]]:
-        n, device = len(prompts), self.device
+    def _cache(self, rows: int, columns: int) -> KVCache:
+        config = self.lm.config
+        return KVCache(layers=len(self.body.layers), rows=rows, kv_heads=config.num_key_value_heads,
+                       columns=columns, head_dim=self.body.layers[0].self_attn.head_dim, dtype=self.dtype,
+                       device=self.device)
+
+    def _layout(self, prompts: Sequence[Sequence[int]], *, pad_id: int, max_new_tokens: int) -> Layout:
+        """Places the prompts in columns (`Layout`), on the model's device."""
+        n, shared = len(prompts), shared_prefix(prompts, self.min_shared_prefix)
         width = max(map(len, prompts))
-        total = width + max_new_tokens
-        shared = shared_prefix(prompts) if n > 1 and self.min_shared_prefix else 0
-        shared = shared if shared >= self.min_shared_prefix else 0
-        ids = torch.full((n, width), pad_id, dtype=torch.long)
-        valid = torch.zeros((n, total), dtype=torch.bool)
-        # Columns: the prefix all prompts share, then each prompt's rest left-padded, so every
-        # answer starts at column `width`. Positions count valid columns only.
-        for row, p in enumerate(prompts):
-            ids[row, :shared] = torch.tensor(list(p[:shared]), dtype=torch.long)
-            ids[row, width - len(p) + shared:] = torch.tensor(list(p[shared:]), dtype=torch.long)
-            valid[row, :shared] = True
-            valid[row, width - len(p) + shared:width] = True
+        rest, mask = pad_batch([p[shared:] for p in prompts], pad_id, left=True, width=width - shared)
+        prefix = torch.tensor(list(prompts[0][:shared]), dtype=torch.long).expand(n, shared)
+        valid = torch.cat([torch.ones((n, shared), dtype=torch.bool), mask.bool(),
+                           torch.zeros((n, max_new_tokens), dtype=torch.bool)], dim=1)
         positions = (valid[:, :width].long().cumsum(-1) - 1).clamp(min=0)
-        ids, valid, positions = ids.to(device), valid.to(device), positions.to(device)
-        shape = (len(self.layers), n, self.kv_heads, total, self.head_dim)
-        keys = torch.empty(shape, dtype=self.dtype, device=device)
-        values = torch.empty(shape, dtype=self.dtype, device=device)
+        device = self.device
+        return Layout(torch.cat([prefix, rest], dim=1).to(device), positions.to(device), valid.to(device),
+                      shared, width)
 
-        # Prompt passes: the shared prefix once (its keys and values copied to every row), then the
-        # rest, causal over valid keys; a padding query attends to itself only, which keeps its
-        # (unused) output finite.
+    def _prefill(self, plan: DecodePlan, layout: Layout, cache: KVCache) -> torch.Tensor:
+        """Runs the prompts: the shared prefix once (one row, then its keys and values are written
+        into every row), then every row's rest, causal over real tokens; a padding query attends
+        to itself only, which keeps its (unused) output finite. Returns the last position's
+        logits."""
+        width, shared, device = layout.width, layout.shared, self.device
         causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
-        mask = (causal & valid[:, None, None, :width]) | torch.eye(width, dtype=torch.bool, device=device)
+        mask = (causal & layout.valid[:, None, None, :width]) | torch.eye(width, dtype=torch.bool, device=device)
         if shared:
-            self._forward(ids[:1, :shared], positions[:1, :shared], keys[:, :1], values[:, :1], 0,
+            prefix = self._cache(1, shared)
+            self._forward(plan, layout.ids[:1, :shared], layout.positions[:1, :shared], prefix,
                           mask[:1, :, :shared, :shared], head=False)
-            keys[:, 1:, :, :shared] = keys[:, :1, :, :shared]
-            values[:, 1:, :, :shared] = values[:, :1, :, :shared]
-        logits = self._forward(ids[:, shared:], positions[:, shared:], keys, values, shared, mask[:, :, shared:])
+            cache.write_prefix(prefix)
+        return self._forward(plan, layout.ids[:, shared:], layout.positions[:, shared:], cache, mask[:, :, shared:])
 
-        processors = sampling_processors(temperature, top_p) if temperature > 0 else None
-        full_probs = torch.ones((n, logits.shape[-1]), device=device) if processors is not None else None
-        rows = torch.arange(n, device=device)  # original row of each row in the batch
-        live = list(range(n))                  # the same, on the host
-        out: list[list[int]] = [[] for _ in range(n)]
-        done = [False] * n
-        next_pos = positions[:, -1] + 1
+    def _decode_n_tokens(self, plan: DecodePlan, cache: KVCache, rows: Rows, logits: torch.Tensor,
+                         next_tokens: NextTokens, max_new_tokens: int) -> list[list[int]]:
+        """Takes a token per row and step until every row has ended or the budget is spent;
+        returns the answers."""
         for step in range(max_new_tokens):
-            if processors is None:
-                tokens = logits.argmax(dim=-1)
-            else:
-                # One draw over every original row, as `generate` makes it: the same random
-                # stream whichever rows have ended.
-                scores = processors(None, logits)
-                full_probs[rows] = torch.softmax(scores, dim=-1)
-                tokens = torch.multinomial(full_probs, num_samples=1)[:, 0][rows]
-            for j, token in enumerate(tokens.tolist()):
-                row = live[j]
-                if done[row]:
-                    continue
-                out[row].append(token)
-                done[row] = finished(row, out[row]) is not None
-            ended = sum(done[r] for r in live)
-            if ended == len(live) or step == max_new_tokens - 1:
+            tokens = next_tokens(logits, rows.index)
+            ended = rows.record(tokens.tolist())
+            if ended == len(rows.live) or step == max_new_tokens - 1:
                 break
-            if ended and ended >= self.compact_fraction * len(live):
-                keep = [j for j, r in enumerate(live) if not done[r]]
-                index = torch.tensor(keep, device=device)
-                keys, values = self._kept(keys, keep, width + step), self._kept(values, keep, width + step)
-                valid, next_pos, tokens = valid[index], next_pos[index], tokens[index]
-                rows, live = rows[index], [live[j] for j in keep]
-            col = width + step
-            valid[:, col] = True
-            logits = self._forward(tokens[:, None], next_pos[:, None], keys, values, col,
-                                   valid[:, None, None, :col + 1])
-            next_pos = next_pos + 1
-        return out
+            if ended and ended >= self.compact_fraction * len(rows.live):
+                tokens = self._compact(cache, rows, tokens)
+            logits = self._decode_one_token(plan, cache, rows, tokens)
+        return rows.out
+
+    @staticmethod
+    def _compact(cache: KVCache, rows: Rows, tokens: torch.Tensor) -> torch.Tensor:
+        """Drops the ended rows from the batch (their cache, masks, positions); returns the
+        running rows' tokens."""
+        keep = [j for j, row in enumerate(rows.live) if not rows.done[row]]
+        index = torch.tensor(keep, device=tokens.device)
+        cache.keep(keep)
+        rows.keep(keep, index)
+        return tokens[index]
+
+    def _decode_one_token(self, plan: DecodePlan, cache: KVCache, rows: Rows, tokens: torch.Tensor) -> torch.Tensor:
+        """Runs each row's newest token; returns the logits of the token after it."""
+        col = cache.length
+        rows.valid[:, col] = True
+        mask = rows.valid[:, None, None, :col + 1]
+        logits = self._forward(plan, tokens[:, None], rows.next_pos[:, None], cache, mask)
+        rows.next_pos = rows.next_pos + 1
+        return logits
+
+    def _forward(self, plan: DecodePlan, ids: torch.Tensor, positions: torch.Tensor, cache: KVCache,
+                 mask: torch.Tensor, *, head: bool = True) -> torch.Tensor | None:
+        """Runs `ids` (rows x t) at `positions` through the model as `plan` says, their keys and
+        values written to `cache` after its written columns; returns the last position's logits
+        in fp32 (None when not `head`). `mask` (rows x 1 x t x columns, True = attend) covers the
+        cache up to the new columns."""
+        x = self.body.embed_tokens(ids)
+        rotary = Rotary(*self.body.rotary_emb(x, positions))
+        # One additive mask for every layer (attention turns a boolean one into this at each call).
+        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))
+        start = cache.length
+        for i, layer in enumerate(plan.layers):
+            q, k, v = layer.attention_input(x, rotary)
+            cache.write(i, k, v, start)
+            keys, values = cache.view(i)
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=layer.scaling, enable_gqa=True)
+            x = x + layer.attention_output(out.transpose(1, 2).flatten(2))
+            x = x + layer.mlp(x)
+        return plan.head(x[:, -1]).float() if head else None

