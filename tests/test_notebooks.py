@@ -201,3 +201,21 @@ def test_make_reproduce_on_the_rehearsal_preset_runs_every_paper_path(tmp_path, 
     assert {m["config"]["kl_coef"] for m in meta.values()} <= set(preset.train_kl_sweep)
     for path in NOTEBOOKS:
         check_run(tmp_path / "executed" / preset.name / path.name, figures, path.name[:2], preset)
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] in ("00", "01", "02", "03", "04", "05")],
+                         ids=lambda p: p.stem)
+def test_each_notebook_computes_its_mechanism_and_checks_it_against_the_library(path):
+    """The teaching cells: a hand computation asserted equal to the library (they run, with their
+    asserts, in the smoke runs above), the method's equation where the paper has one, an exercise with
+    a collapsed solution cell (run with the rest of the notebook)."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert any("assert" in src for src in code), "no hand computation is checked against the library"
+    if path.name[:2] in ("01", "02", "05"):
+        assert "$$" in text and "§3." in text, "the method's equation, with the paper's section"
+    if path.name[:2] in ("01", "02", "03", "05"):
+        solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
+        assert solutions and all(c.metadata.get("jupyter", {}).get("source_hidden") for c in solutions)
+        assert "Exercise" in text
