@@ -13,7 +13,7 @@ come from the model itself: `make reproduce` redraws them.
 
 This module is the one home of figure *files*: which results become which file, named after
 what it reproduces. The drawing itself is in `t2lib.views.plots`. A new figure is one function here
-(called by the runner or notebook that writes its results, and by `rebuild`) over one in plots.
+(called by the `t2lib.runs` step or notebook that writes its results, and by `rebuild`) over one in plots.
 """
 from __future__ import annotations
 
