@@ -144,3 +144,35 @@ def score_lora_unseen(preset, *, progress: bool = True) -> dict:
                      "second_pass_s": round(time.perf_counter() - started, 1)})
         per_question[name] = {"ids": list(scored), "lora": correct}
     return {"rows": rows, "per_question": per_question}
+
+
+def format_rows(result: dict) -> str:
+    """Returns a `run_adaptation` result's rows as text: accuracy and the seconds of each pass, per
+    task and strategy (notebooks 03-05)."""
+    return "\n".join(f"{r['task']:14s} {r['strategy']:10s} n={r['n']:4d}  accuracy {r['accuracy']:6.1%}  "
+                     f"pass 1 {r['first_pass_s']:6.1f} s  pass 2 {r['second_pass_s']:6.1f} s" for r in result["rows"])
+
+
+def live_answers(preset, session, strategy: str, result: dict, *, category: str = "math", count: int = 3) -> list[dict]:
+    """Runs `strategy` now, both passes, on the first `count` scored questions of `category`'s unseen
+    task, whatever `run_adaptation` kept; returns one row per question (label, answer, right or not,
+    the seconds of each pass). Few-shot's pass 1 is one search per task: it reuses the α that
+    search found on the task's shots (`result["alpha"]`) rather than searching again."""
+    experts, cls_expert = load_expert_set(preset)
+    name = preset.suite_spec.unseen[category]
+    task = preset.task(name, "test")
+    _, scored = scored_questions(preset, name, task.ids)
+    t2 = Transformer2(session.svf, session.backend, experts, strategy=strategy, cls_expert=cls_expert,
+                      dispatch_mode=preset.dispatch_mode, cls_dispatch_mode=preset.cls_dispatch_mode,
+                      cem=preset.cem, progress=False)
+    if strategy == "few-shot":
+        t2.strategy.reuse(result["alpha"][name], accuracy=result["cem"][name]["accuracy"])
+    rows = []
+    for sid in scored[:count]:
+        request = task.request(sid)
+        reply = t2.answer(request.prompt, sampling=request.sampling)
+        rows.append({"task": name, "sample": sid, "label": reply.label, "answer": reply.text,
+                     "correct": task.score(sid, reply.text).correct, "first_pass_s": round(reply.first_pass_s, 2),
+                     "second_pass_s": round(reply.second_pass_s, 2)})
+    return rows
+

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
+
 from fishfarm.task import Task
 from t2lib.methods.cem import CEMResult, CEMSearch
 from t2lib.core.experts import Expert
@@ -20,6 +22,15 @@ class FewShotStrategy(Strategy):
         c = self.context
         search = CEMSearch(c.svf, c.backend, list(c.experts.values()), config=c.cem, progress=c.progress)
         self.mixture = search.search(task, shot_ids)
+        return self.mixture
+
+    def reuse(self, alpha: torch.Tensor, *, accuracy: float = float("nan")) -> CEMResult:
+        """Takes the α an earlier search found on this task's shots (kept with its results) instead of
+        searching again; returns the mixture kept."""
+        c = self.context
+        search = CEMSearch(c.svf, c.backend, list(c.experts.values()), config=c.cem, progress=False)
+        alpha = torch.as_tensor(alpha, dtype=torch.float32)
+        self.mixture = CEMResult(alpha=alpha, expert=search.mixture(alpha), accuracy=accuracy, loglik=float("nan"))
         return self.mixture
 
     def dispatch(self, questions: Sequence[str]) -> list[str]:
