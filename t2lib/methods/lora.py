@@ -147,11 +147,13 @@ class LoRAModel:
         return {n.replace(".default", ""): p for n, p in self.causal_lm.named_parameters() if "lora_" in n}
 
     def load(self, adapter: LoRAAdapter) -> None:
-        """Writes `adapter`'s weights into the injected layers.
+        """Writes `adapter`'s weights into the injected layers (after `check`)."""
+        self.check(adapter)
+        self.write(adapter.weights)
 
-        Raises:
-            ExpertMismatchError: it was trained on other base weights, or has another shape.
-        """
+    def check(self, adapter: LoRAAdapter) -> None:
+        """Raises ExpertMismatchError unless `adapter` was trained on these base weights, with this
+        adapter's shapes and targets."""
         if adapter.base_fingerprint != self.base_fingerprint:
             raise ExpertMismatchError(f"LoRA adapter '{adapter.name}' was trained on other base weights "
                                       f"({adapter.base_model}, fingerprint {adapter.base_fingerprint}); this model's "
@@ -160,7 +162,6 @@ class LoRAModel:
         if set(adapter.weights) != set(mine) or any(adapter.weights[n].shape != p.shape for n, p in mine.items()):
             raise ExpertMismatchError(f"LoRA adapter '{adapter.name}' has other shapes or targets than this model's "
                                       f"adapter ({adapter.settings} here {self.settings})")
-        self.write(adapter.weights)
 
     def write(self, weights: Mapping[str, torch.Tensor]) -> None:
         with torch.no_grad():
@@ -248,15 +249,7 @@ class LoRAParams:
         return LoRAAdapter({n: v.detach().cpu().clone() for n, v in params.items()}, self.lora.settings,
                            self.lora.model_id, self.lora.base_fingerprint, name, config=config)
 
-    @contextlib.contextmanager
     def using(self, adapter: LoRAAdapter | None):
-        if adapter is None:
-            with self.lora.disabled():
-                yield
-            return
-        current = {n: p.detach().clone() for n, p in self.params.items()}
-        self.lora.load(adapter)
-        try:
-            yield
-        finally:
-            self.lora.write(current)
+        if adapter is not None:
+            self.lora.check(adapter)
+        return self.answering(None if adapter is None else adapter.weights)

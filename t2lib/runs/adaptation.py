@@ -70,9 +70,7 @@ def run_adaptation(preset, *, strategies: Sequence[str] = STRATEGIES, fresh: boo
         shots, scored = scored_questions(preset, name, task.ids)
         for strategy in strategies:
             def compute() -> dict:
-                t2 = Transformer2(session.svf, session.backend, experts, strategy=strategy, cls_expert=cls_expert,
-                                  dispatch_mode=preset.dispatch_mode, cls_dispatch_mode=preset.cls_dispatch_mode,
-                                  cem=preset.cem, progress=progress, answers=answers)
+                t2 = two_pass(preset, session, experts, cls_expert, strategy, progress=progress, answers=answers)
                 return adaptation_record(t2.evaluate(task, scored, shot_ids=shots), scored, name, category, strategy)
             record, kept = store.fetch(f"{name}-{strategy}", inputs, compute, fresh=fresh)
             row = record["row"]
@@ -82,6 +80,14 @@ def run_adaptation(preset, *, strategies: Sequence[str] = STRATEGIES, fresh: boo
                   flush=True)
             collect(out, record, task=name, category=category, strategy=strategy)
     return out
+
+
+def two_pass(preset, session, experts, cls_expert, strategy: str, **options) -> Transformer2:
+    """Returns the two-pass model of `strategy` over the session, read the preset's way (dispatch
+    modes, CEM settings); `options` go to `Transformer2` (progress, answers)."""
+    return Transformer2(session.svf, session.backend, experts, strategy=strategy, cls_expert=cls_expert,
+                        dispatch_mode=preset.dispatch_mode, cls_dispatch_mode=preset.cls_dispatch_mode,
+                        cem=preset.cem, **options)
 
 
 def adaptation_record(result, ids: Sequence[str], name: str, category: str, strategy: str) -> dict:
@@ -162,9 +168,7 @@ def live_answers(preset, session, strategy: str, result: dict, *, category: str 
     name = preset.suite_spec.unseen[category]
     task = preset.task(name, "test")
     _, scored = scored_questions(preset, name, task.ids)
-    t2 = Transformer2(session.svf, session.backend, experts, strategy=strategy, cls_expert=cls_expert,
-                      dispatch_mode=preset.dispatch_mode, cls_dispatch_mode=preset.cls_dispatch_mode,
-                      cem=preset.cem, progress=False)
+    t2 = two_pass(preset, session, experts, cls_expert, strategy, progress=False)
     if strategy == "few-shot":
         t2.strategy.reuse(result["alpha"][name], accuracy=result["cem"][name]["accuracy"])
     rows = []
