@@ -71,6 +71,12 @@ def atomic_write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
     """Writes `rows` as CSV with the header `columns` to `path` atomically. Keys outside `columns`
     are dropped; a row that lacks a column is refused (a misspelled column would otherwise be
     written blank), and the file is left as it was."""
+    atomic_write_text(path, csv_text(rows, columns, path=path))
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, path: str | os.PathLike = "") -> str:
+    """Returns `rows` as CSV text under the header `columns` (the checks of `atomic_write_csv`;
+    `path` names the file in its error)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
@@ -79,7 +85,7 @@ def atomic_write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
         if missing:
             raise ValueError(f"row {i} for {path} has no {missing}; it has {sorted(row)}")
         writer.writerow(row)
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def append_jsonl(path: str | os.PathLike, row: dict) -> None:

@@ -1,12 +1,28 @@
-"""Where the kit keeps things: the repository's folders and the user's cache."""
+"""Where the kit keeps things: the working folder (`kit_home`: the checkout, $T2_HOME, or the current
+folder outside a checkout) and the user's cache."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+
+# The folder above the package: a checkout (a clone, installed editable), or site-packages.
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FIGURES_DIR = REPO_ROOT / "figures"
-EXPERTS_DIR = REPO_ROOT / "experts"
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "notebooks").is_dir()
+
+
+def kit_home() -> Path:
+    """Returns the working folder that holds figures/, experts/ and build/: $T2_HOME, else the
+    checkout the kit runs from (a clone, installed editable), else the current folder (a
+    non-editable `pip install`, whose package folder in site-packages is no place to write)."""
+    if os.environ.get("T2_HOME"):
+        return Path(os.environ["T2_HOME"]).expanduser().resolve()
+    return REPO_ROOT if IN_CHECKOUT else Path.cwd().resolve()
+
+
+HOME = kit_home()
+FIGURES_DIR = HOME / "figures"
+EXPERTS_DIR = HOME / "experts"
 
 
 def cache_dir() -> Path:
@@ -44,4 +60,4 @@ def experts_dir(preset: str, *, create: bool = True) -> Path:
 
 def build_dir() -> Path:
     """Returns the folder for runs, checkpoints and executed notebooks: $T2_BUILD_DIR, else build/."""
-    return Path(os.environ.get("T2_BUILD_DIR") or REPO_ROOT / "build")
+    return Path(os.environ.get("T2_BUILD_DIR") or HOME / "build")

@@ -1,10 +1,14 @@
-"""Presets: one typed configuration per scale (smoke, tiny, rehearsal, paper). See the README's preset table."""
+"""Presets: one typed configuration per scale (smoke, tiny, rehearsal, paper). See docs/presets.md."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from fishfarm.backends import BACKEND_CHOICES
-from fishfarm.suites import Suite, get_suite
+from fishfarm.suites import SUITES, Suite, SuiteFileError, get_suite, is_suite_file
+from fishfarm.suites.from_file import suite_stamp
 from fishfarm.task import Task
 from t2lib.methods.cem import CEMConfig
 from t2lib.core.models import DEFAULT_MODEL, LoadedModel, load_model
@@ -30,7 +34,7 @@ class Preset:
         inspect_prompts: prompts used to show what scaling singular values does (notebook 01).
         inspect_max_new_tokens: answer length in that demonstration.
         suite: which tasks experts and adaptation use: a name in `fishfarm.suites.SUITES`
-            ("tiny" or "paper").
+            ("tiny" or "paper"), or the path of a suite file (docs/own_tasks.md; `with_options` sets it).
         eval_limit: samples per evaluation (None: the whole split).
         paper_eval_limit: samples of each paper task in the baseline (None: the whole test split).
         paper_max_new_tokens: answer budget on paper tasks (None: the paper's 512 / 1024).
@@ -55,12 +59,14 @@ class Preset:
         cls_dispatch_mode: how the classification expert's answer is read (it is trained on the
             "generate" reading).
         cem: the few-shot search over mixing weights α (`per_layer`, `per_matrix`, `mix_space`,
-            `shot_seeds`: README, "Departures from the official protocol").
+            `shot_seeds`: docs/differences.md).
         arc_cot_prefix: ARC answers start with "Let's think step by step", as the official code's
             Llama-3 template writes them (paper suite only; default off: the paper does not say so).
         train_by_task: task name -> settings that replace `train` for that task's expert.
         train_kl_sweep: λ values to train each expert with, keeping the best on validation
             (empty: `train.kl_coef` alone).
+        suite_version: a suite file's version (sha256 of the file and its data files, set with the
+            suite by `with_options`), so that results kept for one version are not reused for another.
     """
 
     name: str
@@ -91,6 +97,7 @@ class Preset:
     cls_dispatch_mode: str = "generate"
     cem: CEMConfig = field(default_factory=CEMConfig)
     arc_cot_prefix: bool = False
+    suite_version: str = ""
 
     def __post_init__(self):
         if not self.expert_set:
@@ -104,6 +111,21 @@ class Preset:
     def suite_spec(self) -> Suite:
         """Returns the suite experts are trained on and adaptation is tested on."""
         return get_suite(self.suite)
+
+    @property
+    def folder(self) -> str:
+        """Returns the folder name of the preset's experts, kept results and figures: its name, or
+        <suite>/<preset> for a suite file (experts/two_skills/tiny/), never the shipped ones'."""
+        return f"{self.suite_spec.name}/{self.name}" if is_suite_file(self.suite) else self.name
+
+    @property
+    def cli_options(self) -> str:
+        """Returns the command-line options that choose this preset and suite ("--preset tiny --suite FILE")."""
+        if not is_suite_file(self.suite):
+            return f"--preset {self.name}"
+        path = Path(self.suite)
+        shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+        return f"--preset {self.name} --suite {shown}"
 
     def task(self, name: str, split: str = "test", *, suite: str | None = None) -> Task:
         """Returns task `name` of `suite` (default: the preset's) on `split`; a paper-scale
@@ -122,17 +144,17 @@ class Preset:
                           device_map=self.device_map)
 
 
-# Tiny: measured on 2 cores, a few minutes per expert (see the README's expert table). Batch-normalized
+# Tiny: measured on 2 cores, a few minutes per expert (see docs/training.md). Batch-normalized
 # rewards: with raw ±1 and 16 prompts a batch of mostly wrong answers pushes every answer down.
 TINY_TRAIN = ReinforceConfig(steps=20, batch_size=16, micro_batch_size=8, lr=1e-3, optimizer="adamw",
                              schedule="constant", grad_clip=1e-3, normalize_rewards=True, logprob_reduction="mean",
                              grad_dtype="auto", grad_attention="eager", eval_every=5)
-# Paper Table 6 and the official configs (README, "Where the kit differs"): AdamW lr 2e-3 with cosine decay, 256
+# Paper Table 6 and the official configs (docs/differences.md): AdamW lr 2e-3 with cosine decay, 256
 # prompts a step, gradient norm clipped at 1e-3, greedy rollouts, raw ±1 rewards, z starting at
 # 0.1 + 0.01·N(0, 1) through the official sigmoid parameterization, validation every 10 steps.
 # Micro-batches of 4 (the same gradient as 8, accumulated): the update peaked at 57.6 GiB with 8 on an
 # H100, which leaves no room for the vLLM engine's 30% of an 80 GB GPU; with 4, about 48 GiB (estimated
-# from the 8 and 16 measurements; README, Backends).
+# from the 8 and 16 measurements; docs/backends.md).
 PAPER_TRAIN = ReinforceConfig(steps=200, batch_size=256, micro_batch_size=4, lr=2e-3, optimizer="adamw",
                               schedule="cosine", grad_clip=1e-3, kl_coef=0.0, normalize_rewards=False,
                               parameterization="sigmoid", init_noise=0.01, eval_every=10)
@@ -165,12 +187,12 @@ PRESETS: dict[str, Preset] = {
                     paper_max_new_tokens=None, batch_size=64, train=PAPER_TRAIN,
                     train_kl_sweep=PAPER_KL_SWEEP, dispatch_mode="generate", cem=CEMConfig(),
                     # one GPU for both engines: vLLM's weights (16 GB in bf16) and KV cache in 30% of
-                    # it, the HF model and its update in the rest (README, Backends)
+                    # it, the HF model and its update in the rest (docs/backends.md)
                     backend="auto", backend_options={"vllm": {"gpu_memory_utilization": VLLM_MEMORY}},
-                    # the update peaked at 57.6 GiB on an H100 (README, Benchmarks): an 80 GB GPU
+                    # the update peaked at 57.6 GiB on an H100 (docs/benchmarks.md): an 80 GB GPU
                     gpu_memory_gib=70.0),
 }
-# Llama-3-70B-Instruct, the paper's third model (README, Backends: the memory plan): the HF model
+# Llama-3-70B-Instruct, the paper's third model (docs/backends.md: the memory plan): the HF model
 # and its SVD factors sharded over 8 GPUs by accelerate, the vLLM engine over the same 8 by tensor
 # parallelism. Wired and checked on the CPU as far as those engines go; not run on GPUs here.
 PRESETS["paper-70b"] = replace(PRESETS["paper"], name="paper-70b", model="meta-llama/Meta-Llama-3-70B-Instruct",
@@ -192,6 +214,9 @@ def add_preset_arguments(parser, *, model_options: bool = True) -> None:
     from t2lib.core.svd import TARGET_SETS
 
     parser.add_argument("--preset", default="tiny", choices=PRESETS, help="default: tiny")
+    parser.add_argument("--suite", type=suite_argument, metavar="FILE",
+                        help="your own tasks: a suite file (.yaml, docs/own_tasks.md); default: the preset's "
+                             "suite. The preset still sets the budgets")
     if model_options:
         parser.add_argument("--backend", choices=BACKEND_CHOICES, help="generation backend (default: the preset's)")
         parser.add_argument("--model", help="base model, a hub id or a local folder (default: the preset's); "
@@ -203,12 +228,46 @@ def add_preset_arguments(parser, *, model_options: bool = True) -> None:
         parser.add_argument("--vllm-memory", type=float, metavar="FRACTION",
                             help=f"share of the GPU the vLLM engine takes, the rest left to the HF model that "
                                  f"computes gradients (default {VLLM_MEMORY})")
+        parser.add_argument("--expert-adapters", type=int, metavar="RANK",
+                            help="pass 2 serves experts as LoRA adapters of this rank, every expert in one vLLM "
+                                 "batch (needs --backend vllm; ranks 1, 8, 16, 32, 64, 128, 256, 320, 512; a "
+                                 "truncation where the matrices have more singular values). Default: experts "
+                                 "applied in place, exact")
+
+
+def suite_argument(value: str) -> str:
+    """Returns a --suite value after reading and checking it (argparse `type`): a bad suite file is
+    reported as the argument's error, naming the file, the key or row and the fix."""
+    import argparse
+
+    try:
+        check_suite(value)
+    except (SuiteFileError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def check_suite(suite: str) -> str:
+    """Returns a suite file's path as a preset names it (absolute) after reading and checking the
+    file; it may not be named after a preset or a registered suite (folders). The registered suites
+    come with their presets (tiny, paper): their experts' folders are the presets'."""
+    if not is_suite_file(suite):
+        raise SuiteFileError(f"--suite {suite!r}: give the path of a suite file (.yaml or .yml, docs/own_tasks.md); "
+                             f"the shipped suites ({', '.join(SUITES)}) come with their presets (--preset)")
+    path = Path(suite).expanduser().resolve()
+    name = get_suite(str(path)).name
+    if name in PRESETS or name in SUITES:
+        raise SuiteFileError(f"{path}: key name: {name!r} is a preset's or a shipped suite's name, and its "
+                             f"folders are theirs. Fix: give the suite another name")
+    return str(path)
 
 
 def with_options(preset: Preset, *, backend: str | None = None, model: str | None = None,
-                 targets: str | None = None, vllm_memory: float | None = None, arc_cot: bool = False) -> Preset:
+                 targets: str | None = None, vllm_memory: float | None = None, arc_cot: bool = False,
+                 suite: str | None = None, expert_adapters: int | None = None) -> Preset:
     """Returns `preset` with the options a command line or a notebook's parameters cell gives
-    (None keeps the preset's): the backend ("auto" resolved here, so results name the one used),
+    (None keeps the preset's): a suite file (read and checked here; its experts are its own,
+    experts/<suite>/<preset>/), the backend ("auto" resolved here, so results name the one used),
     the base model (then looked up everywhere, not in the pinned package), the target set, the
     vLLM engine's share of the GPU and the official ARC answer start (True turns it on).
 
@@ -220,6 +279,13 @@ def with_options(preset: Preset, *, backend: str | None = None, model: str | Non
     from t2lib.core.svd import TARGET_SETS
 
     changes: dict = {"arc_cot_prefix": True} if arc_cot else {}
+    if suite:
+        changes["suite"] = check_suite(suite)
+        if is_suite_file(suite):
+            spec = get_suite(changes["suite"])
+            changes["expert_set"] = f"{spec.name}/{preset.name}"
+            changes["suite_version"] = hashlib.sha256(json.dumps(suite_stamp(spec)["data_sha256"], sort_keys=True)
+                                                      .encode() + spec.source["sha256"].encode()).hexdigest()
     if model:
         changes.update(model=model, model_source="auto")
     if targets:
@@ -237,12 +303,40 @@ def with_options(preset: Preset, *, backend: str | None = None, model: str | Non
     if name not in BACKEND_CHOICES:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_CHOICES)}")
     changes["backend"] = resolve_backend(name)
+    if expert_adapters is not None:
+        changes["backend_options"] = adapter_options(changes.get("backend_options", preset.backend_options),
+                                                     backend=changes["backend"], rank=expert_adapters,
+                                                     targets=changes.get("targets", preset.targets))
     return replace(preset, **changes)
 
 
+def adapter_options(backend_options: dict, *, backend: str, rank: int, targets: str = "mlp") -> dict:
+    """Returns `backend_options` with the vLLM engine serving experts as LoRA adapters of `rank` on
+    the `targets` layers (`VLLMBackend` enable_lora / max_lora_rank / lora_target_modules): pass 2 of
+    Transformer² then answers every expert in one batch (`t2lib.methods.transformer2`).
+
+    Raises:
+        ValueError: the backend is not vLLM, or vLLM allows no such rank.
+    """
+    from fishfarm.backends.vllm import LORA_RANKS
+    from t2lib.core.svd import target_modules
+
+    if backend != "vllm":
+        raise ValueError(f"--expert-adapters serves experts per request through the vLLM engine; the backend is "
+                         f"{backend!r}: add --backend vllm, or drop --expert-adapters to apply experts in place")
+    if rank not in LORA_RANKS:
+        raise ValueError(f"--expert-adapters {rank}: vLLM serves adapters of rank {', '.join(map(str, LORA_RANKS))}; "
+                         "choose one of them")
+    options = {k: dict(v) for k, v in backend_options.items()}
+    leaves = [m.rsplit(".", 1)[-1] for m in target_modules(targets)]
+    options.setdefault("vllm", {}).update(enable_lora=True, max_lora_rank=rank, lora_target_modules=leaves)
+    return options
+
+
 def preset_from_args(args) -> Preset:
-    """Returns the preset a command line names, with its --backend, --model, --targets,
-    --vllm-memory and --arc-cot."""
-    return with_options(get_preset(args.preset), backend=getattr(args, "backend", None),
+    """Returns the preset a command line names, with its --suite, --backend, --model, --targets,
+    --vllm-memory, --arc-cot and --expert-adapters."""
+    return with_options(get_preset(args.preset), suite=getattr(args, "suite", None), backend=getattr(args, "backend", None),
                         model=getattr(args, "model", None), targets=getattr(args, "targets", None),
-                        vllm_memory=getattr(args, "vllm_memory", None), arc_cot=getattr(args, "arc_cot", False))
+                        vllm_memory=getattr(args, "vllm_memory", None), arc_cot=getattr(args, "arc_cot", False),
+                        expert_adapters=getattr(args, "expert_adapters", None))

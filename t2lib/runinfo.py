@@ -56,12 +56,17 @@ def device_info() -> str:
 
 
 def run_info(*, preset: Any = None, config: Any = None, started: float | None = None) -> dict:
-    """Returns the run information block: time, git revision, preset, config, versions, device."""
+    """Returns the run information block: time, git revision, preset, config, versions, device, and for
+    a suite file its path, sha256 and how each task's data was read and split."""
     def plain(x):
         return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x
     info = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_revision": git_revision(),
             "preset": plain(preset), "config": plain(config), "versions": package_versions(),
             "device": device_info()}
+    suite = getattr(preset, "suite_spec", None)
+    if suite is not None and suite.source:  # a suite file: which version of it, and of its data
+        info["suite_file"] = {"file": suite.source["file"], "sha256": suite.source["sha256"],
+                              "tasks": suite.source["tasks"]}
     if started is not None:
         info["elapsed_s"] = round(time.time() - started, 2)
     return info

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # and the tiers listed here (`fishfarm` is below them all).
 TIERS = {"core": set(), "methods": {"core"}, "views": {"core", "methods"},
          "runs": {"core", "methods", "views"}, "cli": {"core", "methods", "views", "runs"}}
-SHARED = {"atomic", "hardware", "logs", "paths", "presets", "runinfo", "samples", "session"}
+SHARED = {"atomic", "hardware", "locks", "logs", "paths", "presets", "runinfo", "samples", "session"}
 
 
 def t2lib_imports(tree: ast.AST) -> set[str]:

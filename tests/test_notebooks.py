@@ -7,14 +7,14 @@ import nbformat
 import pytest
 
 from t2lib.runs.notebooks import list_notebooks, run_notebook
-from t2lib.presets import get_preset
+from t2lib.presets import get_preset, with_options
 
 NOTEBOOKS = list_notebooks()
 LABELS = {"math", "code", "reasoning", "other"}
 
 
-def test_the_notebooks_are_numbered_00_to_08_in_order():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(9)]
+def test_the_notebooks_are_numbered_in_order_from_00():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(len(NOTEBOOKS))]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -149,12 +149,41 @@ def check_ablations(r, P):
         assert c["best_step"] in c["steps"] and c["steps"][0] == 0
 
 
+def check_export_lora(r, P):
+    assert abs(r["hand_energy"] - r["library_energy"]) < 1e-6 and 0 < r["library_energy"] <= 1
+    assert r["full_rank_max_abs_gap"] < 1e-3 and r["peft_vs_kit_max_abs_logit_gap"] < 1e-3  # PEFT = the kit
+    curve = list(r["energy_by_rank"].values())
+    assert curve == sorted(curve) and curve[-1] == pytest.approx(1.0)
+    adapter = r["adapter"]
+    assert adapter["config_r"] == adapter["config_alpha"] == adapter["rank"] == (r["rank"] or adapter["rank"])
+    assert adapter["bytes"] > 0
+    for row in r["sweep"]:
+        assert 0 <= row["low"] <= row["accuracy"] <= row["high"] <= 100 and 0 < row["energy_kept"] <= 1
+        assert row["diff_low"] <= row["diff"] <= row["diff_high"] and row["same_scores"] <= row["n"]
+        assert row["diff"] == pytest.approx(row["accuracy"] - row["expert_accuracy"], abs=0.02)
+        if row["rank"] == "full":  # the full adapter is the expert: every answer scores the same
+            assert row["energy_kept"] == 1.0 and row["diff"] == 0 and row["same_scores"] == row["n"]
+    assert set(r["smallest_within"]) == {row["expert"] for row in r["sweep"]}
+
+
+def check_own_experts(r, P):
+    suite = P.suite_spec
+    assert r["suite"] == suite.name and {row["task"] for row in r["training"]} == set(suite.trainable)
+    for row in r["training"]:
+        assert _fraction(row["base_accuracy"]) and _fraction(row["expert_accuracy"]) and row["n"] == P.eval_limit
+    strategies = {"base", "prompt", "cls-expert", "few-shot"}
+    assert {(row["task"], row["strategy"]) for row in r["adaptation"]} == {
+        (t, s) for t in suite.unseen.values() for s in strategies}
+    assert all(_fraction(row["accuracy"]) and row["n"] == P.eval_limit for row in r["adaptation"])
+
+
 CHECKS = {"00": ("nb00_quickstart.json", check_quickstart), "01": ("nb01_svd_inspection.json", check_svd_inspection),
           "02": ("nb02_train_expert.json", check_train_expert), "03": ("nb03_prompt.json", check_adaptation("prompt")),
           "04": ("nb04_cls_expert.json", check_adaptation("cls-expert")),
           "05": ("nb05_few_shot.json", check_adaptation("few-shot")),
           "06": ("nb06_paper_tables.json", check_paper_tables), "07": ("nb07_expert_explorer.json", check_explorer),
-          "08": ("nb08_baselines_ablations.json", check_ablations)}
+          "08": ("nb08_baselines_ablations.json", check_ablations), "09": ("nb09_export_lora.json", check_export_lora),
+          "10": ("nb10_your_own_experts.json", check_own_experts)}
 
 
 def test_every_notebook_has_a_value_check():
@@ -179,8 +208,12 @@ def test_executes_on_smoke_preset_and_writes_sane_results(path, tmp_path, monkey
     figures = tmp_path / "figures"
     monkeypatch.setenv("T2_FIGURES_DIR", str(figures))
     monkeypatch.setenv("T2_BUILD_DIR", str(tmp_path / "build"))
+    preset = get_preset("smoke")
+    if path.name.startswith("10"):  # trains its own experts, on the example suite file
+        monkeypatch.setenv("T2_EXPERTS_DIR", str(tmp_path / "experts"))
+        preset = with_options(preset, suite=str(path.parent.parent / "examples" / "two_skills.yaml"))
     executed = run_notebook(path, tmp_path / "executed", parameters={"PRESET": "smoke"}, progress=False)
-    check_run(executed, figures, path.name[:2], get_preset("smoke"))
+    check_run(executed, figures, path.name[:2], preset)
     assert list(figures.glob("*.png")), "the notebook wrote no figures"
 
 

@@ -40,7 +40,7 @@ Record = Union[MathProblem, CodeProblem, ChoiceQuestion]
 # instructions as the system message and the question as the user message, and starts the answer
 # with "Classification: \boxed{" (the format the prompt asks for): SmolLM2-135M given the whole
 # prompt as one user message answers the question instead of classifying it (5.8% on the tiny
-# classification task; see the README's baseline table).
+# classification task; see the baseline table in docs/tasks.md).
 CLS_CATEGORIES = ("code", "math", "reasoning", "other")
 CLS_SYSTEM = r"""Analyze the given question and classify it into one of four categories: 'code', 'math', 'reasoning' or 'other'. Follow these guidelines:
 

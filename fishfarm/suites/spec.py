@@ -25,6 +25,8 @@ class Suite:
         paper_scale: the suite's tasks take a preset's `paper_max_new_tokens` and
             `paper_eval_limit` (the first n samples); the others take `eval_limit` (n samples
             spread over the split) and keep their own budgets.
+        source: a suite read from a file (`fishfarm.suites.from_file`): the file, its sha256, each
+            task's data files and their sha256, and how each task was split; None: a registered suite.
     """
 
     name: str
@@ -34,6 +36,7 @@ class Suite:
     classification: str | None
     build: Callable[..., Task]
     paper_scale: bool = False
+    source: Mapping | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ COMMANDS = {
     "baseline": "the base model on every task of a preset",
     "adapt": "the adaptation strategies on the unseen tasks (Tables 2 and 3)",
     "ablations": "Table 4, and Table 5 with --shuffle-control",
+    "export": "SVF experts (or a mixture) as PEFT LoRA adapters; --rank-sweep: accuracy against rank",
     "figures": "redraw the figures from written results (no model)",
     "notebooks": "run the notebooks headlessly with papermill",
     "reproduce": "check a preset's needs, train what it lacks, run every notebook",

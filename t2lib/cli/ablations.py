@@ -2,6 +2,7 @@
 
     python -m t2lib ablations --preset tiny          # Table 4 (resumable): t2lib.runs.ablations
     python -m t2lib ablations --preset smoke --rows svf-pg-mlp lora-nt-attn
+    python -m t2lib ablations --preset tiny --suite examples/two_skills.yaml   # on a suite file's math category
     python -m t2lib ablations --preset tiny --shuffle-control        # Table 5: t2lib.runs.transfer
     python -m t2lib ablations --preset paper-mistral --shuffle-control --transfer-from experts/paper
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from t2lib.core.experts import ExpertMismatchError
+from t2lib.locks import FolderBusyError
 from t2lib.presets import add_preset_arguments, preset_from_args
 from t2lib.runs.ablations import BY_NAME, run_ablations, write_ablations
 from t2lib.runs.transfer import run_shuffle_control, table5_rows, write_transfer
@@ -54,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if preset.backend != "hf":
         p.error("--backend: the LoRA rows generate with their own HF model; run the grid with --backend hf")
-    records = run_ablations(preset, args.rows, fresh=args.fresh)
+    try:
+        records = run_ablations(preset, args.rows, fresh=args.fresh)
+    except FolderBusyError as err:
+        p.exit(1, f"{p.prog}: {err}\n")
     print(f"wrote {write_ablations(records, preset, started=started)} in {time.time() - started:.0f} s", flush=True)
     return 0

@@ -2,6 +2,7 @@
 
     python -m t2lib adapt --preset tiny                 # what `make adapt` runs
     python -m t2lib adapt --preset tiny --strategies base prompt
+    python -m t2lib adapt --suite examples/two_skills.yaml --preset tiny   # your own tasks (docs/own_tasks.md)
 
 Writes `table2_adaptation.csv` (accuracy, pass-1 and pass-2 seconds), `fig_dispatch_<strategy>.png`
 (dispatch confusion matrices), `fig_fewshot_alpha.png` (the α found per task) and
@@ -16,6 +17,7 @@ import time
 from dataclasses import replace
 from typing import Sequence
 
+from t2lib.core.experts import ExpertMismatchError
 from t2lib.methods.cem import OFFICIAL_SHOT_SEEDS
 from t2lib.core.mixing import MIX_SPACES
 from t2lib.methods.strategies import STRATEGIES
@@ -64,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset, names = protocol(args, preset_from_args(args))
     try:
         check_strategies(preset, args.strategies)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ExpertMismatchError) as err:
         p.error(str(err))
     started = time.time()
     result = run_adaptation(preset, strategies=args.strategies, fresh=args.fresh)

@@ -1,6 +1,7 @@
 """`python -m t2lib baseline`: the base model's accuracy on every task of a preset (`make baseline`).
 
     python -m t2lib baseline --preset tiny        # ~10 min on 2 cores
+    python -m t2lib baseline --preset tiny --suite examples/two_skills.yaml   # a suite file's tasks (and the paper's)
 
 Writes `baseline_<preset>.csv`, `fig_baseline_<preset>.png` and `baseline_<preset>.json` (rows
 plus run info) to the preset's figures folder. Each task's result is kept in build/baseline/<preset>/,

@@ -13,11 +13,12 @@ import time
 from typing import Sequence
 
 from t2lib.core.svd import TARGET_SETS
+from t2lib.locks import FolderBusyError, owning
 from t2lib.methods.lora import LoRASettings
 from t2lib.presets import add_preset_arguments, preset_from_args
 from t2lib.runs.adaptation import score_lora_unseen
 from t2lib.runs.tables import TABLE2_COLUMNS, merge_table1, write_table
-from t2lib.runs.training import LORA_LR_SWEEP, train_lora
+from t2lib.runs.training import LORA_LR_SWEEP, lora_run_folder, train_lora
 
 
 def parser() -> argparse.ArgumentParser:
@@ -63,8 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--task {args.task!r} is not a training task of the {preset.suite} suite; choose one of "
                 f"{', '.join(preset.suite_spec.training.values())}")
     settings = LoRASettings(r=args.rank, alpha=2 * args.rank, targets=args.lora_targets)
-    row = train_lora(preset, args.task, settings=settings, objective=args.objective, lrs=args.lr, steps=args.steps,
-                     out=args.out, fresh=args.fresh, test=not args.no_test)
+    try:  # its run folder is held before the model loads: a busy one stops this at once
+        with owning(lora_run_folder(preset, args.task), what="training LoRA"):
+            row = train_lora(preset, args.task, settings=settings, objective=args.objective, lrs=args.lr,
+                             steps=args.steps, out=args.out, fresh=args.fresh, test=not args.no_test)
+    except FolderBusyError as err:
+        p.exit(1, f"{p.prog}: {err}\n")
     summary = (f"test {row['base_accuracy']:.1%} -> {row['expert_accuracy']:.1%}" if "base_accuracy" in row
                else f"validation {row['val_accuracy']:.1%}")
     print(f"{row['expert']} ({args.task}, lr {row['lr']:g}, {row['num_params']} parameters): {summary}, "

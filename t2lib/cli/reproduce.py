@@ -4,12 +4,14 @@ lacks, then run every notebook.
     python -m t2lib reproduce --preset tiny              # what `make reproduce` runs
     python -m t2lib reproduce --preset paper --plan      # the steps and their expected time; runs nothing
     python -m t2lib reproduce --preset rehearsal         # every paper-scale path, tiny model, minutes
+    python -m t2lib reproduce --preset tiny --suite examples/two_skills.yaml   # your own tasks: the notebooks that take SUITE
 
 Before any long work it checks, in seconds, that the base model can be loaded (a local folder, the
 hub cache, the hub, or the offline package), that the GPU the preset needs is there with enough
 memory, and that the disk holds the SVD cache (`t2lib.runs.preflight`); anything missing stops it
 with what is missing and the fix. Training resumes from checkpoints and skips experts that exist,
-so an interrupted run goes on where it stopped when started again.
+so an interrupted run goes on where it stopped when started again. On the tiny preset the executed
+notebooks also replace the book's copies in docs/notebooks/.
 """
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ from pathlib import Path
 from typing import Sequence
 
 from fishfarm.backends import BACKEND_CHOICES
+from fishfarm.suites import is_suite_file
 from t2lib.paths import build_dir
 from t2lib.presets import add_preset_arguments, preset_from_args
 from t2lib.runs.expert_sets import experts_to_train
-from t2lib.runs.notebooks import run_notebooks
+from t2lib.runs.notebooks import BOOK_NOTEBOOKS_DIR, BOOK_PRESET, copy_to_book, run_notebooks
 from t2lib.runs.preflight import PreflightError, plan, preflight, require
 from t2lib.runs.training import describe, train_experts
 
@@ -62,5 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tasks:
         for row in train_experts(Session(preset), tasks):
             print(describe(row), flush=True)
-    run_notebooks(preset.name, Path(args.out), backend=args.backend and preset.backend)
+    suite = preset.suite if is_suite_file(preset.suite) else None  # a suite file: the notebooks that take SUITE
+    executed = run_notebooks(preset.name, Path(args.out), backend=args.backend and preset.backend, suite=suite)
+    if preset.name == BOOK_PRESET and not args.backend and not suite:
+        copy_to_book(executed)  # the book's executed copies (docs/notebooks/) follow a tiny run
+        print(f"executed copies for the book: {BOOK_NOTEBOOKS_DIR}", flush=True)
     return 0

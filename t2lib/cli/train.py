@@ -4,6 +4,7 @@
     python -m t2lib train --preset tiny --task add_word    # one expert; Ctrl-C, rerun: it resumes
     python -m t2lib train --preset paper --task gsm8k --kl-coef 0 0.1 0.2 0.3   # λ chosen on validation
     python -m t2lib train --preset tiny --all --rescore    # test scores of the trained experts again
+    python -m t2lib train --suite examples/two_skills.yaml --preset tiny --all   # your own tasks (docs/own_tasks.md)
 
 Each expert goes to experts/<preset>/<category>.safetensors + .json; the run (checkpoint,
 metrics.jsonl) to build/train/<preset>/<category>/. Base and expert test accuracy go to
@@ -16,11 +17,12 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
+from t2lib.locks import FolderBusyError, owning_all
 from t2lib.paths import experts_dir
 from t2lib.presets import add_preset_arguments, preset_from_args
 from t2lib.runs.expert_sets import experts_to_train
 from t2lib.runs.tables import merge_table1
-from t2lib.runs.training import compare_recorded, describe, rescore_expert, train_experts
+from t2lib.runs.training import compare_recorded, describe, rescore_expert, train_experts, train_run_folder
 
 OVERRIDES = ("steps", "batch_size", "micro_batch_size", "eval_every", "seed", "lr")
 
@@ -69,11 +71,11 @@ def chosen_tasks(p: argparse.ArgumentParser, args, preset) -> list[str]:
         p.error("--out and --run-dir name one expert; use them with --task")
     if args.rescore:  # every expert file must be there before the model loads
         for task in tasks:
-            stem = Path(args.out) if args.out else (experts_dir(preset.name, create=False)
+            stem = Path(args.out) if args.out else (experts_dir(preset.folder, create=False)
                                                     / suite.expert_name(task))
             if not stem.with_suffix(".safetensors").exists():
                 p.error(f"--rescore: no expert at {stem}.safetensors; train it with "
-                        f"`python -m t2lib train --preset {preset.name} --task {task}`")
+                        f"`python -m t2lib train {preset.cli_options} --task {task}`")
     if args.run_dir and Path(args.run_dir).exists() and not Path(args.run_dir).is_dir():
         p.error(f"argument --run-dir: {args.run_dir} exists and is not a folder")
     return tasks
@@ -91,19 +93,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     if args.grad_dtype is not None:
         overrides["grad_dtype"] = None if args.grad_dtype == "none" else args.grad_dtype
-    session = Session(preset)
-    if args.rescore:
-        rows = []
-        for task in tasks:
-            row = rescore_expert(session, task, path=args.out)
-            print(f"{row['expert']} ({task}): test {row['base_accuracy']:.1%} -> {row['expert_accuracy']:.1%} "
-                  f"(n={row['n']}); against the recorded accuracies: {compare_recorded(row)}", flush=True)
-            rows.append(row)
-        print(f"wrote {merge_table1(rows, preset)}", flush=True)
-        return 0
-    for row in train_experts(session, tasks, overrides=overrides, kl_coefs=args.kl_coef, out=args.out,
-                             run_dir=args.run_dir, fresh=args.fresh, test=not args.no_test):
-        print(describe(row), flush=True)
-        if "table" in row:
-            print(f"wrote {row['table']}", flush=True)
+    folders = [] if args.rescore else [train_run_folder(preset, t, args.run_dir) for t in tasks]
+    try:  # the run folders are held before the model loads: a busy one stops this at once
+        with owning_all(folders, what="training"):
+            session = Session(preset)
+            if args.rescore:
+                rows = []
+                for task in tasks:
+                    row = rescore_expert(session, task, path=args.out)
+                    print(f"{row['expert']} ({task}): test {row['base_accuracy']:.1%} -> "
+                          f"{row['expert_accuracy']:.1%} (n={row['n']}); against the recorded accuracies: "
+                          f"{compare_recorded(row)}", flush=True)
+                    rows.append(row)
+                print(f"wrote {merge_table1(rows, preset)}", flush=True)
+                return 0
+            for row in train_experts(session, tasks, overrides=overrides, kl_coefs=args.kl_coef, out=args.out,
+                                     run_dir=args.run_dir, fresh=args.fresh, test=not args.no_test):
+                print(describe(row), flush=True)
+                if "table" in row:
+                    print(f"wrote {row['table']}", flush=True)
+    except FolderBusyError as err:
+        p.exit(1, f"{p.prog}: {err}\n")
     return 0

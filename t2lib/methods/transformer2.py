@@ -8,16 +8,23 @@ Pass 1 is an adaptation strategy from the registry in `t2lib.methods.strategies`
 "cls-expert", "few-shot"; see each module there). Few-shot first needs `prepare(task, shot_ids)`.
 `evaluate` runs both passes over a task in batches and reports their times separately (the
 paper's Table 3); several strategies can share their pass-2 answers (`answers=`).
+
+Pass 2 has two paths. In place (the default, exact): each expert is applied to the live weights
+and its prompts answered, one backend call per expert. Adapters (a backend that serves LoRA
+adapters per request: `VLLMBackend(enable_lora=True)`, `--expert-adapters RANK`): every expert is
+an adapter folder (`t2lib.methods.adapters`) and all the prompts, whatever their expert, the base
+model's included, are one backend call with no weight reload; what each adapter truncates is
+logged and kept in `TwoPassResult.extra["adapters"]`.
 """
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from fishfarm.task import Task
 from fishfarm.types import GenerationRequest, Prompt, SampleResult, SamplingParams
+from t2lib.methods.adapters import ExpertAdapters
 from t2lib.methods.cem import CEMConfig
 from t2lib.core.experts import Expert
 from t2lib.core.fingerprint import fingerprint
@@ -88,14 +95,27 @@ class Transformer2:
             strategies send to the same expert (or both to the base model) is answered once.
             Each kept answer carries the seconds it took (its batch's time over its size),
             which count in the pass-2 time of every strategy that uses it.
+        adapters: how pass 2 gets the experts' weights (module docstring): None follows the
+            backend (adapters at its `max_lora_rank` when it serves them, `backend.serves_adapters`,
+            else in place); False: in place; an `ExpertAdapters`: through those adapters (e.g. one
+            that truncates by energy).
     """
 
     def __init__(self, svf: SVFModel, backend, experts: Mapping[str, Expert], *, strategy: str = "prompt",
                  cls_expert: Expert | None = None, dispatch_mode: str = "choice", cls_dispatch_mode: str = "generate",
-                 cem: CEMConfig | None = None, progress: bool = True, answers: dict | None = None):
+                 cem: CEMConfig | None = None, progress: bool = True, answers: dict | None = None,
+                 adapters: ExpertAdapters | bool | None = None):
         for expert in list(experts.values()) + ([cls_expert] if cls_expert else []):
             expert.check_compatible(svf.decomp, model_id=svf.model_id)
         self.svf, self.backend, self.experts = svf, backend, dict(experts)
+        if adapters is True or adapters is None and getattr(backend, "serves_adapters", False):
+            adapters = ExpertAdapters(svf.decomp, rank=getattr(backend, "max_lora_rank", None) or 1)
+        adapters = adapters or None  # False: in place
+        if adapters is not None and not getattr(backend, "serves_adapters", False):
+            raise ValueError(f"pass 2 through adapters needs a backend that serves them per request; "
+                             f"{type(backend).__name__} does not: use the vLLM backend with enable_lora=True "
+                             "(--backend vllm --expert-adapters RANK), or drop adapters= to apply experts in place")
+        self.adapters = adapters
         self.context = AdaptationContext(svf, backend, self.experts, cls_expert=cls_expert,
                                          dispatch_mode=dispatch_mode, cls_dispatch_mode=cls_dispatch_mode,
                                          cem=cem or CEMConfig(), progress=progress)
@@ -126,9 +146,25 @@ class Transformer2:
         start = time.perf_counter()
         label = self.dispatch([question_text(prompt)])[0]
         middle = time.perf_counter()
-        with self.svf.using(self.expert_for(label)):
-            text = self.backend.generate([GenerationRequest(prompt, sampling)], progress=False)[0].text
+        text = self.second_pass([GenerationRequest(prompt, sampling)], [label], progress=False)[0].text
         return Reply(text, label, middle - start, time.perf_counter() - middle)
+
+    def second_pass(self, requests: Sequence[GenerationRequest], labels: Sequence[str], *,
+                    progress: bool | None = None) -> list:
+        """Returns the answers (`GenerationResult`) to `requests`, each from the expert its label
+        names (`expert_for`): one backend call through adapters (the engine's own weights the base
+        model's), else one call per expert with the expert applied in place."""
+        if self.adapters is not None:
+            folders = [self.adapters.folder_for(self.expert_for(label)) for label in labels]
+            with self.svf.using(None):  # adapters are changes to the base weights
+                return self.backend.generate(requests, progress=progress, adapters=folders)
+        out = [None] * len(requests)
+        for label in dict.fromkeys(labels):
+            rows = [i for i, other in enumerate(labels) if other == label]
+            with self.svf.using(self.expert_for(label)):
+                for i, result in zip(rows, self.backend.generate([requests[i] for i in rows], progress=progress)):
+                    out[i] = result
+        return out
 
     def evaluate(self, task: Task, sample_ids: Sequence[str], *, shot_ids: Sequence[str] = ()) -> TwoPassResult:
         """Returns the accuracy of both passes on `sample_ids` of `task`, with their times.
@@ -146,28 +182,46 @@ class Transformer2:
         prepared = self.prepare(task, shot_ids)
         labels = self.dispatch([question_text(task.request(s).prompt) for s in ids])
         first = time.perf_counter() - start
-        groups: dict[str, list[str]] = defaultdict(list)
-        for sid, label in zip(ids, labels):
-            groups[label].append(sid)
-        by_id: dict[str, SampleResult] = {}
-        second, reused = 0.0, 0
-        for label, group in groups.items():
-            expert = self.expert_for(label)
-            weights = "base" if expert is None else fingerprint(expert.z.items())
-            todo = [s for s in group if (weights, task.name, s) not in self.answers]
-            reused += len(group) - len(todo)
-            if todo:
-                start = time.perf_counter()
-                with self.svf.using(expert):
-                    result = task.evaluate(self.backend, sample_ids=todo, progress=self.progress)
-                each = (time.perf_counter() - start) / len(todo)
-                for sample in result.samples:
-                    self.answers[(weights, task.name, sample.sample_id)] = (sample, each)
-            for sid in group:
-                by_id[sid], seconds = self.answers[(weights, task.name, sid)]
-                second += seconds
-        samples = tuple(by_id[s] for s in ids)
+        keys = {label: self._weights_key(self.expert_for(label)) for label in set(labels)}
+        todo = {sid: label for sid, label in zip(ids, labels) if (keys[label], task.name, sid) not in self.answers}
+        reused = len(ids) - len(todo)
+        batches = [list(todo)] if self.adapters is not None else [
+            [s for s, other in todo.items() if other == label] for label in dict.fromkeys(todo.values())]
+        for batch in batches:  # adapters: one batch for every expert; in place: one per expert
+            if not batch:
+                continue
+            start = time.perf_counter()
+            routed = _Routed(self, [todo[s] for s in batch])
+            result = task.evaluate(routed, sample_ids=batch, progress=self.progress)
+            each = (time.perf_counter() - start) / len(batch)
+            for sample in result.samples:
+                self.answers[(keys[todo[sample.sample_id]], task.name, sample.sample_id)] = (sample, each)
+        kept = [self.answers[(keys[label], task.name, sid)] for sid, label in zip(ids, labels)]
+        samples = tuple(sample for sample, _ in kept)
+        second = sum(seconds for _, seconds in kept)
         accuracy = sum(s.score.correct for s in samples) / len(samples) if samples else 0.0
+        extra = {"reused_answers": reused}
+        if self.adapters is not None:
+            extra["adapters"] = self.adapters.report()
         return TwoPassResult(task.name, self.strategy.name, accuracy, samples, labels, first, second,
-                             prepared=prepared, summary=self.strategy.summary(),
-                             extra={"reused_answers": reused})
+                             prepared=prepared, summary=self.strategy.summary(), extra=extra)
+
+    def _weights_key(self, expert: Expert | None) -> str:
+        """Returns what names the weights that answer with `expert` in `answers`: its z, and its
+        adapter's truncation on the adapter path (a truncated expert answers differently)."""
+        if expert is None:
+            return "base"
+        if self.adapters is not None:
+            return f"adapter:{self.adapters.key(expert)}"
+        return fingerprint(expert.z.items())
+
+
+class _Routed:
+    """A view of a `Transformer2`'s backend for `Task.evaluate`: its `generate` answers the i-th
+    request with the expert of the i-th label (`Transformer2.second_pass`)."""
+
+    def __init__(self, t2: Transformer2, labels: Sequence[str]):
+        self.t2, self.labels = t2, list(labels)
+
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool | None = None):
+        return self.t2.second_pass(requests, self.labels, progress=progress)

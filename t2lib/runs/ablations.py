@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Sequence
 
+from t2lib.locks import owning_all
 from t2lib.methods.lora import LoRASettings, LoRAParams
 from t2lib.methods.reinforce import ReinforceTrainer, evaluation_sampling
 from t2lib.methods.trainable import SVFParams
@@ -66,8 +68,11 @@ BY_NAME = {a.row: a for a in ROWS}
 
 
 def _tasks(preset: Preset):
-    suite = preset.suite_spec
-    train_name, unseen_name = suite.training["math"], suite.unseen["math"]
+    suite = preset.suite_spec  # the math category (paper Table 4), else a suite file's first with an unseen task
+    category = next((c for c in ("math", *suite.categories) if c in suite.unseen), None)
+    if category is None:
+        raise ValueError(f"the {suite.name} suite has no unseen task: Table 4 scores the expert on one")
+    train_name, unseen_name = suite.training[category], suite.unseen[category]
     return (preset.task(train_name, "train"), preset.task(train_name, "validation"), preset.task(train_name, "test"),
             preset.task(unseen_name, "test"))
 
@@ -77,7 +82,7 @@ def _trainer(preset: Preset, ablation: Ablation, config, train, validation, *, p
     model of its own."""
     from t2lib.session import Session
 
-    run_dir = build_dir() / "ablations" / preset.name / ablation.row
+    run_dir = row_folder(preset, ablation.row)
     if ablation.method == "svf":
         session = Session(replace(preset, targets=ablation.targets), progress=progress)
         return ReinforceTrainer(SVFParams(session.svf), session.backend, train, config=config, run_dir=run_dir,
@@ -111,10 +116,25 @@ def run_row(preset: Preset, ablation: Ablation, store: ResultStore, *, fresh: bo
             "scored": {"base": base, "tuned": tuned}}
 
 
+def row_folder(preset: Preset, row: str) -> Path:
+    """Returns the run folder of an ablation row (build/ablations/<preset>/<row>)."""
+    return build_dir() / "ablations" / preset.folder / row
+
+
 def run_ablations(preset: Preset, rows: Sequence[str] = tuple(BY_NAME), *, fresh: bool = False,
                   progress: bool = True) -> list[dict]:
-    """Runs the rows (each kept and reused unless `fresh`); returns their records."""
-    store = ResultStore("ablations", preset.name, version=RECORD_VERSION)
+    """Runs the rows (each kept and reused unless `fresh`); returns their records.
+
+    Raises:
+        FolderBusyError: at once, before any model loads, when another process holds a row's folder.
+    """
+    with owning_all([row_folder(preset, name) for name in rows], what="Table 4 ablation rows"):
+        return _run_rows(preset, rows, fresh=fresh, progress=progress)
+
+
+def _run_rows(preset: Preset, rows: Sequence[str], *, fresh: bool, progress: bool) -> list[dict]:
+    """`run_ablations`' work, with the rows' folders held."""
+    store = ResultStore("ablations", preset.folder, version=RECORD_VERSION)
     records = []
     for name in rows:
         ablation = BY_NAME[name]

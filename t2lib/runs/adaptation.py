@@ -60,7 +60,7 @@ def run_adaptation(preset, *, strategies: Sequence[str] = STRATEGIES, fresh: boo
     session = session or Session(preset, progress=progress)
     preset = replace(preset, backend=session.backend_name)  # records and keys name the backend used
     experts, cls_expert = load_expert_set(preset, experts_folder)
-    store = ResultStore("adapt", preset.name, version=RECORD_VERSION)
+    store = ResultStore("adapt", preset.folder, version=RECORD_VERSION)
     inputs = [asdict(preset), str(session.lm.resolved.path), {c: fingerprint(e.z.items()) for c, e in experts.items()},
               cls_expert and fingerprint(cls_expert.z.items())]
     out = {"rows": [], "confusion": {}, "alpha": {}, "cem": {}, "per_question": {}}
@@ -121,7 +121,7 @@ def write_adaptation(result: dict, preset, *, started: float, name: str = "table
     path = write_table(preset, name, result["rows"], table_columns(result["rows"], TABLE2_COLUMNS),
                        results=result, started=started, config=config)
     if figures:
-        adaptation_figures(result, preset.suite_spec, figures_dir(preset.name))
+        adaptation_figures(result, preset.suite_spec, figures_dir(preset.folder))
     return path
 
 
@@ -133,7 +133,7 @@ def score_lora_unseen(preset, *, progress: bool = True) -> dict:
     missing = [c for c in preset.suite_spec.unseen if not (folder / f"lora-{c}" / META_FILE).exists()]
     if missing:
         raise FileNotFoundError(f"no LoRA adapter for {', '.join(missing)} in {folder}: "
-                                f"train them with `python -m t2lib lora --preset {preset.name} --task <training task>`")
+                                f"train them with `python -m t2lib lora {preset.cli_options} --task <training task>`")
     rows, per_question = [], {}
     for category, name in preset.suite_spec.unseen.items():
         adapter = LoRAAdapter.load(folder / f"lora-{category}")

@@ -61,7 +61,7 @@ def suite_tasks(preset: Preset) -> list[tuple[dict, object]]:
     for suite in baseline_suites(preset):
         # Paper-scale suites: the first `paper_eval_limit` samples; the others: `eval_limit` spread.
         limit, spread = (preset.paper_eval_limit, False) if suite.paper_scale else (preset.eval_limit, True)
-        for name in (task for c in suite.categories for task in (suite.training[c], suite.unseen[c])):
+        for name in (t for c in suite.categories for t in (suite.training[c], suite.unseen.get(c)) if t):
             out.append(({"suite": suite.name, "task": name, "category": suite.category(name), "role": suite.role(name)},
                         _task_eval(lambda n=name, s=suite.name: preset.task(n, "test", suite=s), limit, spread=spread)))
         if suite.classification and suite is preset.suite_spec:  # dispatch is read on the preset's own suite
@@ -86,7 +86,7 @@ def run_baseline(preset: Preset, *, fresh: bool = False, progress: bool = True) 
     preset = replace(preset, backend=resolve_backend(preset.backend))  # keys name the backend used
     lm = preset.load_model()
     backend = preset_backend(preset, lm, progress=progress)
-    store = ResultStore("baseline", preset.name, version=RECORD_VERSION)
+    store = ResultStore("baseline", preset.folder, version=RECORD_VERSION)
     rows = []
     for meta, evaluate in suite_tasks(preset):
         meta = {**meta, "split": "test"}

@@ -190,27 +190,29 @@ class Step:
 
 def plan(preset: Preset) -> list[Step]:
     """Returns the steps `python -m t2lib reproduce` would take, with their expected minutes."""
-    from t2lib.runs.notebooks import list_notebooks
+    from t2lib.runs.notebooks import list_notebooks, takes_parameter
 
     suite = preset.suite_spec
     steps = []
-    folder = experts_dir(preset.name, create=False)
-    for task in suite.trainable if preset.expert_set == preset.name else ():
+    folder = experts_dir(preset.folder, create=False)
+    for task in suite.trainable if preset.expert_set == preset.folder else ():
         name = suite.expert_name(task)
         if (folder / f"{name}.safetensors").exists():
             continue
         minutes, basis = expected_minutes(preset, "train", task)
         sweep = len(preset.train_kl_sweep) or 1
         steps.append(Step(f"train the {name} expert on {task}" + (f" ({sweep} λ values)" if sweep > 1 else ""),
-                          f"python -m t2lib train --preset {preset.name} --task {task}", minutes, basis))
-    for nb in list_notebooks():
+                          f"python -m t2lib train {preset.cli_options} --task {task}", minutes, basis))
+    own = preset.folder != preset.name  # a suite file: the notebooks that take SUITE, as `reproduce` runs them
+    for nb in (n for n in list_notebooks() if not own or takes_parameter(n, "SUITE")):
         minutes, basis = expected_minutes(preset, "notebook", nb.stem)
-        steps.append(Step(f"notebook {nb.stem}", f"python -m t2lib notebooks --preset {preset.name} --only {nb.name[:2]}",
-                          minutes, basis))
+        command = (f"python -m t2lib reproduce {preset.cli_options}" if own
+                   else f"python -m t2lib notebooks --preset {preset.name} --only {nb.name[:2]}")
+        steps.append(Step(f"notebook {nb.stem}", command, minutes, basis))
     return steps
 
 
-# Minutes per step on a 2-core CPU: tiny from `make reproduce` on a fresh clone (README, "Two
+# Minutes per step on a 2-core CPU: tiny from `make reproduce` on a fresh clone (docs/install.md, "Two
 # commands"; 03-05 take seconds where build/adapt holds `make adapt`'s records), its "train" from
 # `make experts`; rehearsal from its test run; a step not named takes the "notebook" value.
 # Presets not listed are estimated.
@@ -225,7 +227,7 @@ MEASURED_MINUTES = {
                   "notebook": 0.8},
 }
 
-# Paper-scale rates (README, Benchmarks): HF generate on an H200 with Llama-3-8B shapes made 3,760 tok/s
+# Paper-scale rates (docs/benchmarks.md): HF generate on an H200 with Llama-3-8B shapes made 3,760 tok/s
 # at batch 256 and 992 tok/s at batch 64; the kit's update took 2.35 s for 64 x 384 tokens on an H100.
 GEN_TOK_S_BIG, GEN_TOK_S_SMALL, UPDATE_S_PER_TOKEN = 3760.0, 992.0, 2.35 / (64 * 384)
 ANSWER_TOKENS, PROMPT_TOKENS = 300, 200  # assumed means per answer and prompt
@@ -242,7 +244,7 @@ def expected_minutes(preset: Preset, kind: str, name: str) -> tuple[float, str]:
     table = MEASURED_MINUTES.get(preset.name)
     if table is not None:
         return table.get(name, table[kind]), f"measured on a 2-core CPU (preset {preset.name})"
-    basis = "estimate: README GPU rates, 300-token answers"
+    basis = "estimate: GPU rates of docs/benchmarks.md, 300-token answers"
     c = preset.train
     lambdas = len(preset.train_kl_sweep) or 1
     per_step = (_gen_minutes(c.batch_size, batch=c.batch_size)

@@ -5,6 +5,9 @@ A piece is found by its name and a key: a hash of everything its result depends 
 settings, the model's files, the experts' fingerprints, the row's definition) and of the store's
 version. A record written by another version, or under other inputs, is not found, so it is
 recomputed; `fresh=True` recomputes whatever is kept.
+
+A record is computed under its lock (`t2lib.locks.locked`): a second process that wants the same
+record (a notebook beside `make adapt`) waits for the first, then reuses what it kept.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from t2lib.atomic import atomic_write_json
+from t2lib.locks import locked
 from t2lib.paths import build_dir
 
 
@@ -50,10 +54,17 @@ class ResultStore:
         return path
 
     def fetch(self, name: str, inputs: Any, compute: Callable[[], Any], *, fresh: bool = False) -> tuple[Any, bool]:
-        """Returns (the kept result, True), or (compute() now kept, False) when there is none or `fresh`."""
+        """Returns (the kept result, True), or (compute() now kept, False) when there is none or `fresh`
+        (computed under the record's lock; a result another process kept meanwhile is reused)."""
         kept = None if fresh else self.get(name, inputs)
         if kept is not None:
             return kept, True
-        result = compute()
-        self.put(name, inputs, result)
+        # One process computes a record at a time: another that wants it waits, then reuses it.
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with locked(self.path(name, inputs)):
+            kept = None if fresh else self.get(name, inputs)
+            if kept is not None:
+                return kept, True
+            result = compute()
+            self.put(name, inputs, result)
         return result, False

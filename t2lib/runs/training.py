@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from fishfarm.task import Task
+from fishfarm.suites.from_file import suite_stamp
 from t2lib.core.experts import Expert
+from t2lib.locks import owning
 from t2lib.methods.lora import LoRAAdapter, LoRAModel, LoRAParams, LoRASettings
 from t2lib.methods.reinforce import ReinforceConfig, ReinforceTrainer, TrainResult, evaluation_sampling
 from t2lib.methods.trainable import SVFParams
@@ -99,8 +101,23 @@ def train_expert(session, task: str, *, config: ReinforceConfig | None = None,
     preset = session.preset
     config = config or preset.train_config(task)
     name = preset.suite_spec.expert_name(task)
+    run_root = train_run_folder(preset, task, run_dir)
+    with owning(run_root, what=f"training expert {name!r}"):  # the whole λ sweep is one run
+        return _train_expert(session, task, config=config, kl_coefs=kl_coefs, out=out, run_root=run_root,
+                             fresh=fresh, test=test, progress=progress)
+
+
+def train_run_folder(preset, task: str, run_dir: str | Path | None = None) -> Path:
+    """Returns the run folder of `train_expert` (given, else build/train/<preset>/<category>)."""
+    return Path(run_dir) if run_dir else build_dir() / "train" / preset.folder / preset.suite_spec.expert_name(task)
+
+
+def _train_expert(session, task: str, *, config: ReinforceConfig, kl_coefs, out, run_root: Path, fresh: bool,
+                  test: bool, progress: bool) -> dict:
+    """`train_expert`'s work, with its run folder held."""
+    preset = session.preset
+    name = preset.suite_spec.expert_name(task)
     splits = task_splits(preset, task)
-    run_root = Path(run_dir) if run_dir else build_dir() / "train" / preset.name / name
     kl_coefs = list(kl_coefs or preset.train_kl_sweep or [config.kl_coef])
 
     def run(kl: float) -> Callable[[], ReinforceTrainer]:
@@ -114,9 +131,11 @@ def train_expert(session, task: str, *, config: ReinforceConfig | None = None,
     expert = result.expert
     row = table1_row(trainer, result, task=task)
     expert.config = {"preset": preset.name, **expert.config, "task": task}
+    if preset.suite_spec.source:  # a suite file's experts are refused for another version of it
+        expert.config["suite_file"] = suite_stamp(preset.suite_spec)
     if test:
         row.update(score_test(trainer, splits.test, expert, limit=preset.eval_limit, progress=progress))
-    row["path"] = str(expert.save(out or experts_dir(preset.name) / name))
+    row["path"] = str(expert.save(out or experts_dir(preset.folder) / name))
     return row
 
 
@@ -130,6 +149,20 @@ def train_lora(preset, task: str, *, settings: LoRASettings = LoRASettings(), ob
     The runs use the preset's training settings with `objective` and the run's learning rate, and
     gradient-norm clipping at 1 (the SVF clip of 1e-3 is for z, not for LoRA's weights).
     """
+    name = f"lora-{preset.suite_spec.expert_name(task)}"
+    with owning(lora_run_folder(preset, task), what=f"training LoRA {name!r}"):  # the whole lr sweep
+        return _train_lora(preset, task, settings=settings, objective=objective, lrs=lrs, steps=steps, out=out,
+                           fresh=fresh, test=test, progress=progress)
+
+
+def lora_run_folder(preset, task: str) -> Path:
+    """Returns the run folder of `train_lora` (build/lora/<preset>/lora-<category>)."""
+    return build_dir() / "lora" / preset.folder / f"lora-{preset.suite_spec.expert_name(task)}"
+
+
+def _train_lora(preset, task: str, *, settings: LoRASettings, objective: str, lrs: Sequence[float],
+                steps: int | None, out, fresh: bool, test: bool, progress: bool) -> dict:
+    """`train_lora`'s work, with its run folder held."""
     splits = task_splits(preset, task)
     name = f"lora-{preset.suite_spec.expert_name(task)}"
     base_config = replace(preset.train_config(task), objective=objective, grad_clip=1.0, kl_coef=0.0,
@@ -140,7 +173,7 @@ def train_lora(preset, task: str, *, settings: LoRASettings = LoRASettings(), ob
             lora = lora_model(preset, settings)
             return ReinforceTrainer(LoRAParams(lora), lora.backend(batch_size=preset.batch_size), splits.train,
                                     config=replace(base_config, lr=lr), validation=splits.validation, name=name,
-                                    run_dir=build_dir() / "lora" / preset.name / name / f"lr{lr:g}",
+                                    run_dir=lora_run_folder(preset, task) / f"lr{lr:g}",
                                     progress=progress)
         return make
 
@@ -151,7 +184,7 @@ def train_lora(preset, task: str, *, settings: LoRASettings = LoRASettings(), ob
     if test:
         row.update(score_test(trainer, splits.test, adapter, limit=preset.eval_limit, progress=progress))
     adapter.config = {"preset": preset.name, **adapter.config}
-    row["path"] = str(adapter.save(out or experts_dir(preset.name) / name))
+    row["path"] = str(adapter.save(out or experts_dir(preset.folder) / name))
     return row
 
 
@@ -168,10 +201,10 @@ def rescore_expert(session, task: str, *, path: str | Path | None = None, progre
     its JSON holds, to compare (`compare_recorded`)."""
     preset = session.preset
     name = preset.suite_spec.expert_name(task)
-    path = Path(path) if path else experts_dir(preset.name) / name
+    path = Path(path) if path else experts_dir(preset.folder) / name
     if not path.with_suffix(".safetensors").exists():
         raise FileNotFoundError(f"no expert at {path}.safetensors: train it with "
-                                f"`python -m t2lib train --preset {preset.name} --task {task}`")
+                                f"`python -m t2lib train {preset.cli_options} --task {task}`")
     expert = Expert.load(path)
     m, c = expert.metrics, expert.config
     config = preset.train_config(task)

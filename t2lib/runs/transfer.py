@@ -44,7 +44,7 @@ def run_shuffle_control(preset: Preset, *, seed: int = 0, fresh: bool = False, p
         sources = None
         check_expert_set(preset)
         key = None
-    store = ResultStore("ablations", preset.name, version=RECORD_VERSION)
+    store = ResultStore("ablations", preset.folder, version=RECORD_VERSION)
     name = "table5-transfer" if transfer_from is not None else "table5"
     return store.fetch(name, [asdict(preset), seed, key],
                        lambda: _score_transfer(preset, sources, seed=seed, progress=progress), fresh=fresh)[0]

@@ -5,6 +5,7 @@ From the preset's figures folder (figures/ for tiny, figures/<preset>/ otherwise
 - `table2_adaptation.json` (make adapt) -> fig_dispatch_<strategy>.png, fig_fewshot_alpha.png;
 - `baseline_<preset>.json` (make baseline) -> fig_baseline_<preset>.png;
 - `nb02_train_expert.json` (notebook 02) -> fig02_learning_curve.png, fig02_scale_shift_by_layer.png;
+- `table_lora_rank_sweep.json` (python -m t2lib export --rank-sweep) -> fig09_lora_rank_accuracy.png;
 - then notebook 06, the paper's tables beside the kit's (from table1_svf_vs_base.csv and
   table2_adaptation.*), and notebook 08, Table 4 and the shuffled-σ control (from
   table4_ablations.json and table5_shuffled_sigma.json).
@@ -48,7 +49,7 @@ def adaptation_figures(result: dict, suite: Suite, folder: Path) -> list[Path]:
     """Draws the dispatch confusion matrices and the few-shot α of a `t2lib.runs.adaptation.run_adaptation` result into
     `folder` (fig_dispatch_<strategy>.png, fig_fewshot_alpha.png); returns their paths."""
     labels = ("code", "math", "reasoning", "other")
-    categories = suite.categories
+    categories = [c for c in suite.categories if c in suite.unseen]  # a suite file's category may have none
     paths = []
     for strategy, by_gold in result["confusion"].items():
         counts = [[by_gold.get(g, {}).get(p, 0) for p in labels] for g in categories]
@@ -56,7 +57,7 @@ def adaptation_figures(result: dict, suite: Suite, folder: Path) -> list[Path]:
                                    cols=labels, title=f"Dispatch on unseen tasks: {strategy}")
         paths.append(plots.save_figure(fig, folder / f"fig_dispatch_{strategy}.png"))
     if result.get("alpha"):
-        fig = plots.plot_alpha({t: torch.tensor(a) for t, a in result["alpha"].items()}, experts=categories)
+        fig = plots.plot_alpha({t: torch.tensor(a) for t, a in result["alpha"].items()}, experts=suite.categories)
         paths.append(plots.save_figure(fig, folder / "fig_fewshot_alpha.png"))
     return paths
 
@@ -73,6 +74,13 @@ def training_figures(results: dict, folder: Path, *, train_size: int | None) -> 
     return [plots.save_figure(learning_curve(results["history"], task=results["task"], train_size=train_size),
                               folder / "fig02_learning_curve.png"),
             plots.save_figure(scale_shift(results["scale_shift"]), folder / "fig02_scale_shift_by_layer.png")]
+
+
+def rank_sweep_figure(rows: Sequence[dict], folder: Path) -> Path:
+    """Draws the accuracy of exported LoRA adapters against their rank (fig09_lora_rank_accuracy.png,
+    from `t2lib.runs.export.rank_sweep` rows) into `folder`."""
+    fig = plots.plot_rank_sweep(rows, title="SVF experts exported as LoRA adapters: test accuracy against rank")
+    return plots.save_figure(fig, folder / "fig09_lora_rank_accuracy.png")
 
 
 def _results(path: Path):
@@ -110,5 +118,10 @@ def rebuild(preset_name: str) -> tuple[list[Path], list[str]]:
         written += training_figures(results, folder, train_size=size)
     else:
         skipped.append(f"{source.name} (notebook 02)")
+    source = folder / "table_lora_rank_sweep.json"
+    if source.exists():
+        written.append(rank_sweep_figure(_results(source)["rows"], folder))
+    else:
+        skipped.append(f"{source.name} (python -m t2lib export --rank-sweep --preset {preset.name})")
     plt.close("all")
     return written, skipped

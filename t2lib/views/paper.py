@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from fishfarm.suites import get_suite
+from t2lib.locks import locked
 from t2lib.paths import FIGURES_DIR, figures_dir
 
 CATEGORIES = get_suite("paper").categories  # the paper's tables, in their column order
@@ -162,7 +163,7 @@ def read_csv(path: str | Path) -> list[dict]:
                 return float(v)
             except ValueError:
                 return v
-    with open(path, newline="") as f:
+    with locked(path), open(path, newline="") as f:  # not while a writer holds the table (t2lib.runs.tables)
         return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
@@ -231,9 +232,10 @@ def read_per_question(path: str | Path) -> dict | None:
     """Returns the "per_question" block of a `table1_svf_vs_base.json` or `table2_adaptation.json`
     (None when the file or the block is absent: results written before they were stored)."""
     path = Path(path)
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())["results"].get("per_question") or None
+    with locked(path.with_suffix(".csv")):  # the table's lock, held by its writers
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())["results"].get("per_question") or None
 
 
 def pass_time_rows(rows: Sequence[dict], *, source: str, strategy: str = "prompt") -> list[dict]:

@@ -280,3 +280,30 @@ def plot_ablations(rows: Sequence[dict], *, title: str = "") -> plt.Figure:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_rank_sweep(rows: Sequence[dict], *, title: str = "") -> plt.Figure:
+    """Returns the LoRA rank sweep as two panels against the adapter's rank: each expert's accuracy
+    with its 95% Wilson interval (the full expert dashed), and the share of ‖ΔW‖² kept."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    labels = sorted({str(r["rank"]) for r in rows}, key=lambda v: float("inf") if v == "full" else int(v))
+    x = {label: i for i, label in enumerate(labels)}
+    for k, name in enumerate(dict.fromkeys(r["expert"] for r in rows)):
+        mine = [r for r in rows if r["expert"] == name]
+        xs = np.array([x[str(r["rank"])] for r in mine]) + 0.08 * (k - 1.5)  # spread overlapping bars
+        acc = np.array([float(r["accuracy"]) for r in mine])
+        err = np.array([acc - [float(r["low"]) for r in mine], [float(r["high"]) for r in mine] - acc])
+        line = axes[0].errorbar(xs, acc, yerr=err, marker="o", ms=3, capsize=2, lw=1, label=name)
+        axes[0].axhline(float(mine[0]["expert_accuracy"]), color=line[0].get_color(), lw=0.8, ls="--")
+        axes[1].plot(xs, [float(r["energy_kept"]) for r in mine], marker="o", ms=3, lw=1, label=name)
+    for ax, ylabel in zip(axes, ("test accuracy (%)", "energy kept Σ kept δ² / Σ δ²")):
+        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set_xlabel("LoRA rank per matrix")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[1].set_ylim(0, 1.03)  # a share: the whole scale, so a near-1 energy does not look like a slope
+    axes[0].legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -42,7 +42,7 @@ PRONOUN = {"Tom": "He", "Liam": "He", "Noah": "He", "Lucas": "He", "Omar": "He",
 
 FUNCTION_NAMES = ("transform", "compute", "apply_rule", "calc", "process", "update_value")
 # One-step operations the base model mostly gets right, and rephrased or two-step ones it often
-# gets wrong (writes x - k for "k minus x", forgets the second step): see the README's baseline table for the base model's accuracy.
+# gets wrong (writes x - k for "k minus x", forgets the second step): see the baseline table in docs/tasks.md for the base model's accuracy.
 # Each entry: (description, expected value, reference solution as a Python expression). Tests
 # check the reference solutions against the expected values, so the two cannot drift apart.
 ARITH_OPS: dict[str, tuple[str, Callable[[int, int], int], str]] = {

@@ -8,7 +8,7 @@
 
 Every task is a seeded family from `fishfarm.suites.tiny.generators` (disjoint splits: 256 train, 48
 validation, 120 test). Unseen tasks have no train split: nothing is ever trained on them.
-Reasoning is not ARC here: SmolLM2-135M answers ARC at chance in every form tried (README, "Tasks";
+Reasoning is not ARC here: SmolLM2-135M answers ARC at chance in every form tried (docs/tasks.md;
 `bench/arc_probe.py`), so an expert has nothing to build on; the paper preset keeps ARC.
 
 `classification_task` asks which category a prompt belongs to (`fishfarm.suites.classification`),
