@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from t2lib.paths import FIGURES_DIR, REPO_ROOT
-from t2lib.runs.notebooks import BOOK_NOTEBOOKS_DIR, code_cells, list_notebooks, stale_book_copies
+from t2lib.runs.notebooks import BOOK_NOTEBOOKS_DIR, book_preset, code_cells, list_notebooks, stale_book_copies
 
 SOURCES = list_notebooks()
 DOCS = REPO_ROOT / "docs"
@@ -131,11 +131,11 @@ def test_refresh_executes_only_the_missing_and_stale_copies(tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
-def test_executed_copy_ran_on_tiny_without_errors(source):
+def test_executed_copy_ran_on_its_book_preset_without_errors(source):
     copy = BOOK_NOTEBOOKS_DIR / source.name
     assert copy.is_file(), f"no executed copy of {source.name} in docs/notebooks/: {REFRESH}"
     nb = json.loads(copy.read_text())
-    assert nb["metadata"].get("papermill", {}).get("parameters", {}).get("PRESET") == "tiny", copy
+    assert nb["metadata"].get("papermill", {}).get("parameters", {}).get("PRESET") == book_preset(source), copy
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert sum(bool(c["outputs"]) for c in code) >= len(code) // 2, f"{copy.name} has few outputs: {REFRESH}"
     errors = [o for c in code for o in c["outputs"] if o["output_type"] == "error"]

@@ -28,7 +28,6 @@ for "direct" experts mixed around the base with one α per expert (then ΔW(z') 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Mapping, Sequence
 import safetensors.torch
 import torch
 
+from fishfarm.data.files import file_sha256
 from t2lib.atomic import atomic_path, atomic_write_json, atomic_write_text
 from t2lib.core.experts import Expert, tensors_digest
 from t2lib.core.mixing import mix
@@ -177,15 +177,6 @@ def adapter_tensor_bytes(decomp: Decomposition, ranks: Mapping[str, int], *, dty
     safetensors file adds its JSON header, a few kB)."""
     size = torch.empty((), dtype=dtype).element_size()
     return sum(k * (decomp[n].U.shape[0] + decomp[n].Vh.shape[1]) * size for n, k in ranks.items())
-
-
-def file_sha256(path: str | Path) -> str:
-    """Returns the sha256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def expert_source(expert: Expert, path: str | Path | None = None) -> dict:

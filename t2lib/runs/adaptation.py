@@ -98,7 +98,9 @@ def adaptation_record(result, ids: Sequence[str], name: str, category: str, stra
                     "second_pass_s": round(result.second_pass_s, 1), **official_accuracy(result.samples)},
             "labels": dict(Counter(result.labels)), "reused_answers": result.extra["reused_answers"],
             "ids": list(ids), "correct": [int(x.score.correct) for x in result.samples],
-            "pass1": result.summary}
+            "pass1": result.summary,
+            # pass 2 through LoRA adapters (vLLM): each expert's rank and energy kept; absent in place
+            **({"adapters": result.extra["adapters"]} if result.extra.get("adapters") else {})}
 
 
 def collect(out: dict, record: dict, *, task: str, category: str, strategy: str) -> None:
