@@ -5,9 +5,10 @@ from t2lib.cli import figures as figures_cli
 from t2lib.views import figures
 from t2lib.paths import FIGURES_DIR
 
-SOURCES = ("table2_adaptation.json", "baseline_tiny.json", "nb02_train_expert.json")
+SOURCES = ("table2_adaptation.json", "baseline_tiny.json", "nb02_train_expert.json", "table_lora_rank_sweep.json")
 DRAWN = ("fig_dispatch_prompt.png", "fig_dispatch_cls-expert.png", "fig_fewshot_alpha.png",
-         "fig_baseline_tiny.png", "fig02_learning_curve.png", "fig02_scale_shift_by_layer.png")
+         "fig_baseline_tiny.png", "fig02_learning_curve.png", "fig02_scale_shift_by_layer.png",
+         "fig09_lora_rank_accuracy.png")
 
 
 def test_committed_figures_are_redrawn_identically_from_the_committed_results(tmp_path, monkeypatch):
