@@ -60,12 +60,18 @@ def takes_parameter(path: Path, name: str) -> bool:
                if c["cell_type"] == "code" and "parameters" in c.get("metadata", {}).get("tags", []))
 
 
+# Notebooks that are not part of the paper's reproduction, and why: 10 trains experts on a suite
+# file of your own (its example: three experts, about 30 minutes on tiny). A run of every notebook
+# (`make reproduce`) leaves them out; `--only 10`, or a run with a suite file, runs them.
+OUTSIDE_REPRODUCTION = {"10": "your own tasks"}
+
+
 def run_notebooks(preset: str, out_dir: Path, *, only: Sequence[str] = (), progress: bool = True,
                   backend: str | None = None, suite: str | None = None) -> list[Path]:
-    """Executes the numbered notebooks (those `only` names, else all) in order on `preset` (with
-    BACKEND=`backend` where given), into out_dir/<preset>/, printing each one's time; returns the
-    executed copies' paths. With a suite file (`suite`), only the notebooks that take SUITE run, into
-    out_dir/<suite name>/<preset>/."""
+    """Executes the numbered notebooks (those `only` names, else those of the reproduction) in order
+    on `preset` (with BACKEND=`backend` where given), into out_dir/<preset>/, printing each one's
+    time; returns the executed copies' paths. With a suite file (`suite`), only the notebooks that
+    take SUITE run, into out_dir/<suite name>/<preset>/."""
     from fishfarm.suites import get_suite
 
     parameters = {"PRESET": preset, **({"BACKEND": backend} if backend else {}), **({"SUITE": suite} if suite else {})}
@@ -73,6 +79,10 @@ def run_notebooks(preset: str, out_dir: Path, *, only: Sequence[str] = (), progr
     done = []
     for nb in list_notebooks(only=only):
         if suite and not takes_parameter(nb, "SUITE"):
+            continue
+        if not suite and not only and nb.name[:2] in OUTSIDE_REPRODUCTION:
+            print(f"== {nb.name}: not part of the reproduction ({OUTSIDE_REPRODUCTION[nb.name[:2]]}); "
+                  f"run it with --only {nb.name[:2]}", flush=True)
             continue
         start = time.time()
         print(f"== {nb.name} ({', '.join(f'{k}={v}' for k, v in parameters.items())})", flush=True)

@@ -190,7 +190,7 @@ class Step:
 
 def plan(preset: Preset) -> list[Step]:
     """Returns the steps `python -m t2lib reproduce` would take, with their expected minutes."""
-    from t2lib.runs.notebooks import list_notebooks, takes_parameter
+    from t2lib.runs.notebooks import OUTSIDE_REPRODUCTION, list_notebooks, takes_parameter
 
     suite = preset.suite_spec
     steps = []
@@ -204,7 +204,7 @@ def plan(preset: Preset) -> list[Step]:
         steps.append(Step(f"train the {name} expert on {task}" + (f" ({sweep} λ values)" if sweep > 1 else ""),
                           f"python -m t2lib train {preset.cli_options} --task {task}", minutes, basis))
     own = preset.folder != preset.name  # a suite file: the notebooks that take SUITE, as `reproduce` runs them
-    for nb in (n for n in list_notebooks() if not own or takes_parameter(n, "SUITE")):
+    for nb in (n for n in list_notebooks() if (takes_parameter(n, "SUITE") if own else n.name[:2] not in OUTSIDE_REPRODUCTION)):
         minutes, basis = expected_minutes(preset, "notebook", nb.stem)
         command = (f"python -m t2lib reproduce {preset.cli_options}" if own
                    else f"python -m t2lib notebooks --preset {preset.name} --only {nb.name[:2]}")
