@@ -233,7 +233,7 @@ def test_make_reproduce_on_the_rehearsal_preset_runs_every_paper_path(tmp_path, 
     assert all(m["parameterization"] == "sigmoid" for m in meta.values())
     assert {m["config"]["kl_coef"] for m in meta.values()} <= set(preset.train_kl_sweep)
     for path in NOTEBOOKS:
-        if path.name[:2] not in OUTSIDE_REPRODUCTION:  # 10: your own tasks, run with --only 10 or a suite file
+        if path.name[:2] not in OUTSIDE_REPRODUCTION:  # 09 and 10 run with --only (10 also with a suite file)
             check_run(tmp_path / "executed" / preset.name / path.name, figures, path.name[:2], preset)
     assert not (tmp_path / "executed" / preset.name / "10_your_own_experts.ipynb").exists()
 
