@@ -171,6 +171,10 @@ def check_own_experts(r, P):
     assert r["suite"] == suite.name and {row["task"] for row in r["training"]} == set(suite.trainable)
     for row in r["training"]:
         assert _fraction(row["base_accuracy"]) and _fraction(row["expert_accuracy"]) and row["n"] == P.eval_limit
+    table1 = {row["task"]: row for row in r["table1"]}  # the table the training rows were merged into
+    assert set(table1) == set(suite.trainable)
+    for row in r["training"]:
+        assert float(table1[row["task"]]["expert_accuracy"]) == pytest.approx(row["expert_accuracy"], abs=1e-4)
     strategies = {"base", "prompt", "cls-expert", "few-shot"}
     assert {(row["task"], row["strategy"]) for row in r["adaptation"]} == {
         (t, s) for t in suite.unseen.values() for s in strategies}
@@ -233,7 +237,7 @@ def test_make_reproduce_on_the_rehearsal_preset_runs_every_paper_path(tmp_path, 
     assert all(m["parameterization"] == "sigmoid" for m in meta.values())
     assert {m["config"]["kl_coef"] for m in meta.values()} <= set(preset.train_kl_sweep)
     for path in NOTEBOOKS:
-        if path.name[:2] not in OUTSIDE_REPRODUCTION:  # 09 and 10 run with --only (10 also with a suite file)
+        if path.name[:2] not in OUTSIDE_REPRODUCTION:  # 10 runs with --only 10 or with a suite file
             check_run(tmp_path / "executed" / preset.name / path.name, figures, path.name[:2], preset)
     assert not (tmp_path / "executed" / preset.name / "10_your_own_experts.ipynb").exists()
 

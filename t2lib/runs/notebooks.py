@@ -60,13 +60,11 @@ def takes_parameter(path: Path, name: str) -> bool:
                if c["cell_type"] == "code" and "parameters" in c.get("metadata", {}).get("tags", []))
 
 
-# Notebooks that are not part of the paper's reproduction, and why: 09 exports experts as LoRA
-# adapters (beyond the paper; its hand computation is checked on tiny, not yet on the rehearsal's
-# sigmoid experts); 10 trains experts on a suite file of your own (its example: three experts,
-# about 30 minutes on tiny). A run of every notebook (`make reproduce`) leaves them out;
-# `--only 09 10`, or a run with a suite file (10), runs them; `make book-notebooks` keeps their
-# book copies.
-OUTSIDE_REPRODUCTION = {"09": "experts as LoRA adapters", "10": "your own tasks"}
+# Notebooks that are not part of the paper's reproduction, and why: 10 trains experts on a suite file
+# of your own (its example: three experts, about 30 minutes on tiny). A run of every notebook
+# (`make reproduce`) leaves it out; `--only 10`, or a run with a suite file, runs it;
+# `make book-notebooks` keeps its book copy.
+OUTSIDE_REPRODUCTION = {"10": "your own tasks"}
 
 
 def run_notebooks(preset: str, out_dir: Path, *, only: Sequence[str] = (), progress: bool = True,
