@@ -29,10 +29,10 @@ def build(tmp_path, *, seed=0):
     return make_tiny_svf(seed=seed)
 
 
-def trainer(tmp_path, config, *, run="run", validation=None, task=None):
+def trainer(tmp_path, config, *, run="run", validation=None, task=None, data_version=None):
     svf, backend = build(tmp_path)
     return ReinforceTrainer(SVFParams(svf), backend, task or parity_task(), config=config, run_dir=tmp_path / run,
-                            validation=validation, progress=False)
+                            validation=validation, progress=False, data_version=data_version)
 
 
 CONFIG = ReinforceConfig(steps=4, batch_size=6, micro_batch_size=4, lr=5e-2, grad_clip=None,
@@ -189,6 +189,21 @@ def test_a_checkpoint_with_other_settings_is_refused(tmp_path, one_torch_thread)
         other.train()
     other.train(fresh=True)
     assert other.step_done == 1
+
+
+def test_a_checkpoint_of_another_version_of_the_data_is_refused(tmp_path, one_torch_thread):
+    """A suite file's task of the same name and size, from another version of the file or its data."""
+    config = ReinforceConfig(steps=2, batch_size=2, eval_every=1)
+    first = {"sha256": "a" * 64, "data_sha256": {"toy": {"train": "b" * 64}}}
+    interrupted = trainer(tmp_path, config, data_version=first)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train(on_step=lambda row: (_ for _ in ()).throw(KeyboardInterrupt))
+    edited = {**first, "data_sha256": {"toy": {"train": "c" * 64}}}
+    with pytest.raises(ValueError, match="other settings \\(data_version\\).*--fresh"):
+        trainer(tmp_path, config, data_version=edited).train()
+    resumed = trainer(tmp_path, config, data_version=first)
+    resumed.train()
+    assert resumed.step_done == 2
 
 
 def test_no_improvement_on_validation_gives_the_identity_expert(tmp_path, one_torch_thread):

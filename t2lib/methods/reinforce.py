@@ -192,11 +192,13 @@ class ReinforceTrainer:
         grad_backend: computes the differentiable log-probs of the update and the KL reference
             on `trained.model` (default: `backend`); it must read the model's live tensors (HF), so a
             vLLM `backend` comes with an HF `grad_backend` (`t2lib.session.Session.grad_backend`).
+        data_version: the version of the data `task` comes from (a suite file's sha256 and its data
+            files'), which a checkpoint must match to be resumed; None: the task's name and size.
     """
 
     def __init__(self, trained: Trainable, backend, task: Task, *, config: ReinforceConfig,
                  run_dir: str | Path, validation: Task | None = None, name: str = "expert",
-                 progress: bool = True, grad_backend=None):
+                 progress: bool = True, grad_backend=None, data_version: dict | None = None):
         self.backend, self.task, self.config = backend, task, config
         self.grad_backend = grad_backend or backend
         if not getattr(self.grad_backend, "shares_weights", False):
@@ -210,6 +212,7 @@ class ReinforceTrainer:
         self.run_dir = Path(run_dir)
         self.name = name
         self.progress = progress
+        self.data_version = data_version
         self.trained = trained
         self.model = trained.model
         self.params = trained.start(config)
@@ -243,9 +246,11 @@ class ReinforceTrainer:
         return self.run_dir / "metrics.jsonl"
 
     def identity(self) -> dict:
-        """Returns what a checkpoint must match to be resumed: config, task, base weights."""
+        """Returns what a checkpoint must match to be resumed: config, task (and its data's version
+        when given), base weights."""
         return {"config": asdict(self.config), "task": self.task.name, "train_size": len(self.task),
-                "base_fingerprint": self.trained.base_fingerprint, "targets": self.targets}
+                "base_fingerprint": self.trained.base_fingerprint, "targets": self.targets,
+                **({"data_version": self.data_version} if self.data_version else {})}
 
     def save_checkpoint(self) -> None:
         """Writes the state after `step_done` steps atomically."""

@@ -37,7 +37,7 @@ from t2lib.presets import Preset
 from t2lib.runs.scoring import score_questions
 from t2lib.runs.store import ResultStore
 from t2lib.runs.tables import write_table
-from t2lib.runs.training import lora_model
+from t2lib.runs.training import data_version, lora_model
 from t2lib.samples import spread_ids
 
 RECORD_VERSION = 2
@@ -87,11 +87,12 @@ def _trainer(preset: Preset, ablation: Ablation, config, train, validation, *, p
         session = Session(replace(preset, targets=ablation.targets), progress=progress)
         return ReinforceTrainer(SVFParams(session.svf), session.backend, train, config=config, run_dir=run_dir,
                                 validation=validation, name=ablation.row, progress=progress,
-                                grad_backend=session.grad_backend)
+                                grad_backend=session.grad_backend, data_version=data_version(preset))
     lora = lora_model(preset, LoRASettings(targets=ablation.targets))
     config = replace(config, lr=LORA_LR, grad_clip=1.0, kl_coef=0.0, grad_dtype=None)
     return ReinforceTrainer(LoRAParams(lora), lora.backend(batch_size=preset.batch_size), train, config=config,
-                            run_dir=run_dir, validation=validation, name=ablation.row, progress=progress)
+                            run_dir=run_dir, validation=validation, name=ablation.row, progress=progress,
+                            data_version=data_version(preset))
 
 
 def run_row(preset: Preset, ablation: Ablation, store: ResultStore, *, fresh: bool = False,

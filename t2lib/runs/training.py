@@ -112,6 +112,14 @@ def train_run_folder(preset, task: str, run_dir: str | Path | None = None) -> Pa
     return Path(run_dir) if run_dir else build_dir() / "train" / preset.folder / preset.suite_spec.expert_name(task)
 
 
+def data_version(preset) -> dict | None:
+    """Returns the version of a suite file's data that a training checkpoint must match to resume
+    (the file's sha256 and its data files'; where the file lies does not count), None for a
+    registered suite."""
+    stamp = suite_stamp(preset.suite_spec)
+    return {"sha256": stamp["sha256"], "data_sha256": stamp["data_sha256"]} if stamp else None
+
+
 def _train_expert(session, task: str, *, config: ReinforceConfig, kl_coefs, out, run_root: Path, fresh: bool,
                   test: bool, progress: bool) -> dict:
     """`train_expert`'s work, with its run folder held."""
@@ -125,7 +133,7 @@ def _train_expert(session, task: str, *, config: ReinforceConfig, kl_coefs, out,
         return lambda: ReinforceTrainer(SVFParams(session.svf), session.backend, splits.train,
                                         config=replace(config, kl_coef=kl), run_dir=folder,
                                         validation=splits.validation, name=name, progress=progress,
-                                        grad_backend=session.grad_backend)
+                                        grad_backend=session.grad_backend, data_version=data_version(preset))
 
     trainer, result = keep_best([run(kl) for kl in kl_coefs], fresh=fresh)
     expert = result.expert
@@ -174,7 +182,7 @@ def _train_lora(preset, task: str, *, settings: LoRASettings, objective: str, lr
             return ReinforceTrainer(LoRAParams(lora), lora.backend(batch_size=preset.batch_size), splits.train,
                                     config=replace(base_config, lr=lr), validation=splits.validation, name=name,
                                     run_dir=lora_run_folder(preset, task) / f"lr{lr:g}",
-                                    progress=progress)
+                                    progress=progress, data_version=data_version(preset))
         return make
 
     trainer, result = keep_best([run(lr) for lr in lrs], fresh=fresh)
