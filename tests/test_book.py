@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from t2lib.paths import FIGURES_DIR, REPO_ROOT
-from t2lib.runs.notebooks import BOOK_NOTEBOOKS_DIR, book_preset, code_cells, list_notebooks, stale_book_copies
+from t2lib.runs.notebooks import BOOK_NOTEBOOKS_DIR, BOOK_PRESET, code_cells, list_notebooks, stale_book_copies
 
 SOURCES = list_notebooks()
 DOCS = REPO_ROOT / "docs"
@@ -61,6 +61,23 @@ def check_nb01(copy: Path, results: Path) -> None:
     assert lines, f"{copy.name} printed no spectrum summary"
     for module, rank, energy in lines:
         assert float(energy) == pytest.approx(rows[module]["energy_top0.1"], abs=0.0051), (module, results)
+
+
+def check_nb10(copy: Path, results: Path) -> None:
+    """Asserts that notebook 10's printed Table 1 and adaptation rows are those of the example's
+    committed tables (figures/two_skills/tiny/)."""
+    text, saved = printed(copy), json.loads(results.read_text())["results"]
+    table1 = re.findall(r"^(\S+)\s+(\S+)\s+test n=(\d+): base ([\d.]+)% -> expert ([\d.]+)%", text, re.M)
+    assert {(e, t) for e, t, *_ in table1} == {(r["expert"], r["task"]) for r in saved["table1"]}, copy
+    rows = {r["expert"]: r for r in saved["table1"]}
+    for expert, _, n, base, tuned in table1:
+        assert int(n) == int(rows[expert]["n"]) and float(base) == pytest.approx(100 * float(rows[expert]["base_accuracy"]), abs=0.051)
+        assert float(tuned) == pytest.approx(100 * float(rows[expert]["expert_accuracy"]), abs=0.051), (expert, results)
+    adapted = re.findall(r"^(\S+)\s+(\S+)\s+n=\s*(\d+)\s+accuracy\s+([\d.]+)%", text, re.M)
+    assert len(adapted) == len(saved["adaptation"]) > 0, copy
+    for (task, strategy, n, accuracy), row in zip(adapted, saved["adaptation"]):
+        assert (task, strategy, int(n)) == (row["task"], row["strategy"], row["n"]), copy
+        assert float(accuracy) == pytest.approx(100 * row["accuracy"], abs=0.051), (task, strategy, results)
 
 
 # -- the executed copies -----------------------------------------------------------------------
@@ -131,11 +148,11 @@ def test_refresh_executes_only_the_missing_and_stale_copies(tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
-def test_executed_copy_ran_on_its_book_preset_without_errors(source):
+def test_executed_copy_ran_on_the_tiny_preset_without_errors(source):
     copy = BOOK_NOTEBOOKS_DIR / source.name
     assert copy.is_file(), f"no executed copy of {source.name} in docs/notebooks/: {REFRESH}"
     nb = json.loads(copy.read_text())
-    assert nb["metadata"].get("papermill", {}).get("parameters", {}).get("PRESET") == book_preset(source), copy
+    assert nb["metadata"].get("papermill", {}).get("parameters", {}).get("PRESET") == BOOK_PRESET, copy
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert sum(bool(c["outputs"]) for c in code) >= len(code) // 2, f"{copy.name} has few outputs: {REFRESH}"
     errors = [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
@@ -144,7 +161,8 @@ def test_executed_copy_ran_on_its_book_preset_without_errors(source):
 
 def test_executed_copies_print_the_committed_results():
     for name, check, results in (("02_", check_nb02, "nb02_train_expert.json"),
-                                 ("01_", check_nb01, "nb01_svd_inspection.json")):
+                                 ("01_", check_nb01, "nb01_svd_inspection.json"),
+                                 ("10_", check_nb10, "two_skills/tiny/nb10_your_own_experts.json")):
         source = next(p for p in SOURCES if p.name.startswith(name))
         copy = BOOK_NOTEBOOKS_DIR / source.name
         assert copy.is_file(), f"no executed copy of {source.name} in docs/notebooks/: {REFRESH}"
@@ -174,6 +192,13 @@ def test_the_value_checks_catch_a_copy_from_another_run(tmp_path):
         else:
             with pytest.raises(AssertionError):
                 check_nb01(copy, FIGURES_DIR / "nb01_svd_inspection.json")
+    ten = next(p for p in SOURCES if p.name.startswith("10_"))
+    own = json.loads((FIGURES_DIR / "two_skills" / "tiny" / "nb10_your_own_experts.json").read_text())
+    check_nb10(BOOK_NOTEBOOKS_DIR / ten.name, FIGURES_DIR / "two_skills" / "tiny" / "nb10_your_own_experts.json")
+    own["results"]["adaptation"][-1]["accuracy"] += 0.02  # one more question right in the committed results
+    (tmp_path / "own.json").write_text(json.dumps(own))
+    with pytest.raises(AssertionError):
+        check_nb10(BOOK_NOTEBOOKS_DIR / ten.name, tmp_path / "own.json")
 
 
 def test_the_book_build_names_the_missing_copies():

@@ -18,15 +18,7 @@ from t2lib.paths import REPO_ROOT, build_dir
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 BOOK_NOTEBOOKS_DIR = REPO_ROOT / "docs" / "notebooks"  # executed tiny copies the book renders
-BOOK_PRESET = "tiny"
-# Notebooks whose book copy runs on another preset, and why: 10 trains three experts of its example
-# suite, about 30 minutes on tiny with a 2-core CPU; its copy shows the smoke run, and its page says so.
-BOOK_PRESET_EXCEPTIONS = {"10": "smoke"}
-
-
-def book_preset(path: Path) -> str:
-    """Returns the preset a notebook's book copy runs on (tiny, unless BOOK_PRESET_EXCEPTIONS says)."""
-    return BOOK_PRESET_EXCEPTIONS.get(Path(path).name[:2], BOOK_PRESET)
+BOOK_PRESET = "tiny"  # every book copy is a tiny run
 
 
 def list_notebooks(folder: Path = NOTEBOOKS_DIR, *, only: Sequence[str] = ()) -> list[Path]:
@@ -61,7 +53,7 @@ def takes_parameter(path: Path, name: str) -> bool:
 
 
 # Notebooks that are not part of the paper's reproduction, and why: 10 trains experts on a suite file
-# of your own (its example: three experts, about 30 minutes on tiny). A run of every notebook
+# of your own (its example: three experts trained, then adaptation, 19 minutes on tiny). A run of every notebook
 # (`make reproduce`) leaves it out; `--only 10`, or a run with a suite file, runs it;
 # `make book-notebooks` keeps its book copy.
 OUTSIDE_REPRODUCTION = {"10": "your own tasks"}
@@ -120,7 +112,7 @@ def copy_to_book(executed: Sequence[Path], folder: Path = BOOK_NOTEBOOKS_DIR) ->
 
 def refresh_book_copies(*, folder: Path = BOOK_NOTEBOOKS_DIR, every: bool = False,
                         progress: bool = True) -> list[Path]:
-    """Executes on the tiny preset (`book_preset`) the notebooks whose copy in `folder` is missing or stale (all
+    """Executes on the tiny preset (`BOOK_PRESET`) the notebooks whose copy in `folder` is missing or stale (all
     of them with `every`) and puts each executed copy there atomically; returns the copies made.
 
     A notebook that fails leaves its old copy in place.
@@ -130,9 +122,9 @@ def refresh_book_copies(*, folder: Path = BOOK_NOTEBOOKS_DIR, every: bool = Fals
     build_dir().mkdir(parents=True, exist_ok=True)
     for nb in todo:
         start = time.time()
-        print(f"== {nb.name} (PRESET={book_preset(nb)}) -> {folder}", flush=True)
+        print(f"== {nb.name} (PRESET={BOOK_PRESET}) -> {folder}", flush=True)
         with tempfile.TemporaryDirectory(dir=build_dir(), prefix="book-") as tmp:
-            executed = run_notebook(nb, Path(tmp), parameters={"PRESET": book_preset(nb)}, progress=progress)
+            executed = run_notebook(nb, Path(tmp), parameters={"PRESET": BOOK_PRESET}, progress=progress)
             done += copy_to_book([executed], folder)
         print(f"   done in {time.time() - start:.0f} s", flush=True)
     return done
