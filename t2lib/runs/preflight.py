@@ -213,13 +213,13 @@ def plan(preset: Preset) -> list[Step]:
 
 
 # Minutes per step on a 2-core CPU: tiny from `make reproduce` on a fresh clone (docs/install.md, "Two
-# commands"; 03-05 take seconds where build/adapt holds `make adapt`'s records), its "train" from
-# `make experts`; rehearsal from its test run; a step not named takes the "notebook" value.
+# commands"; 03-05 take seconds where build/adapt holds `make adapt`'s records; 09 from its book run),
+# its "train" from `make experts`; rehearsal from its test run; a step not named takes the "notebook" value.
 # Presets not listed are estimated.
 MEASURED_MINUTES = {
     "tiny": {"train": 6.0, "00_quickstart": 1.6, "01_svd_inspection": 1.0, "02_train_expert": 7.6,
              "03_prompt_dispatch": 3.8, "04_cls_expert_dispatch": 2.4, "05_few_shot": 6.1, "07_expert_explorer": 0.3,
-             "notebook": 0.1},
+             "09_export_lora": 0.3, "notebook": 0.1},
     # the rehearsal test of 2026-12-02 (10.0 min in all): experts 4.8 min for four, notebooks 5.3 min
     "rehearsal": {"train": 1.2, "00_quickstart": 0.4, "01_svd_inspection": 0.4, "02_train_expert": 1.2,
                   "03_prompt_dispatch": 0.8, "04_cls_expert_dispatch": 0.8, "05_few_shot": 1.4,
