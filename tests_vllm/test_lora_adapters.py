@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-
 from fishfarm.types import GenerationRequest, SamplingParams
 from t2lib.core.experts import Expert
 from t2lib.methods.adapters import ExpertAdapters
@@ -27,22 +25,12 @@ RANK = 8
 LABELS = ("math", "code", "reasoning", "other")  # "other": the base model answers
 
 
-def rank8_expert(svf, name: str, seed: int) -> Expert:
-    """An expert whose change to every matrix has rank 8 exactly: the 8 largest singular values
-    scaled by 1 ± 0.5 (strong enough to change answers), every other one left at 1."""
-    gen = torch.Generator().manual_seed(seed)
-    z = {n: torch.ones(f.S.numel()) for n, f in svf.decomp.items()}
-    for v in z.values():
-        v[:RANK] += 0.5 * torch.randn(RANK, generator=gen)
-    return Expert(z, svf.model_id, svf.base_fingerprint, name=name)
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, low_rank_expert):
     """(session whose vLLM engine serves rank-8 adapters, rank-8 experts, the full math expert, adapter folder)."""
     preset = with_options(get_preset("tiny", batch_size=16), backend="vllm", expert_adapters=RANK)
     session = Session(preset, progress=False)
-    experts = {c: rank8_expert(session.svf, c, i) for i, c in enumerate(LABELS[:3])}
+    experts = {c: low_rank_expert(session.svf, c, i, RANK) for i, c in enumerate(LABELS[:3])}
     full = Expert.load(experts_dir("tiny", create=False) / "math")
     return session, experts, full, tmp_path_factory.mktemp("adapters")
 
