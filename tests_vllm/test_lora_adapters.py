@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from fishfarm.types import GenerationRequest, SamplingParams
 from t2lib.core.experts import Expert
 from t2lib.methods.adapters import ExpertAdapters

@@ -54,6 +54,21 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def served_answer(url: str, model: str, question: str) -> str:
+    """The server's greedy answer to `question` as a one-turn chat, from `model` (an adapter's name
+    or the base model's), as the docs' example asks it."""
+    body = {"model": model, "messages": [{"role": "user", "content": question}],
+            "max_tokens": MAX_TOKENS, "temperature": 0}
+    return call(f"{url}/v1/chat/completions", body)["choices"][0]["message"]["content"].strip()
+
+
+def in_place(session, expert, questions) -> list[str]:
+    """The kit's greedy answers (HF backend) with `expert` applied in place (None: the base model)."""
+    requests = [GenerationRequest(Prompt.chat(q), SamplingParams(max_new_tokens=MAX_TOKENS)) for q in questions]
+    with session.svf.using(expert):
+        return [r.text.strip() for r in session.backend.generate(requests, progress=False)]
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, low_rank_expert):
     """(session on the HF backend, rank-8 experts by name, server URL, base model name, /v1/models);
@@ -110,33 +125,20 @@ def test_the_dispatcher_chooses_the_adapter_and_the_server_answers_as_the_expert
     session, experts, url, base, _ = server
     labels = PromptDispatcher(session.backend, mode="choice").classify(list(QUESTIONS))
     assert any(label in SERVED for label in labels), f"no question was dispatched to an expert: {labels}"
-    got, want = [], []
-    for question, label in zip(QUESTIONS, labels):
-        body = {"model": label if label in SERVED else base,
-                "messages": [{"role": "user", "content": question}], "max_tokens": MAX_TOKENS, "temperature": 0}
-        got.append(call(f"{url}/v1/chat/completions", body)["choices"][0]["message"]["content"])
-        request = GenerationRequest(Prompt.chat(question), SamplingParams(max_new_tokens=MAX_TOKENS))
-        with session.svf.using(experts.get(label)):
-            want.append(session.backend.generate([request], progress=False)[0].text)
-    differ = [(label, a, b) for label, a, b in zip(labels, got, want) if a.strip() != b.strip()]
+    got = [served_answer(url, label if label in SERVED else base, q) for q, label in zip(QUESTIONS, labels)]
+    want = [in_place(session, experts.get(label), [q])[0] for q, label in zip(QUESTIONS, labels)]
+    differ = [(label, a, b) for label, a, b in zip(labels, got, want) if a != b]
     assert not differ, f"{len(differ)} of {len(QUESTIONS)} server answers differ from the kit's in place: {differ}"
-    base_answers = []
-    for question in QUESTIONS:
-        request = GenerationRequest(Prompt.chat(question), SamplingParams(max_new_tokens=MAX_TOKENS))
-        base_answers.append(session.backend.generate([request], progress=False)[0].text)
+    base_answers = in_place(session, None, QUESTIONS)
     served = [i for i, label in enumerate(labels) if label in SERVED]
-    assert any(got[i].strip() != base_answers[i].strip() for i in served), "no adapter changed an answer"
+    assert any(got[i] != base_answers[i] for i in served), "no adapter changed an answer"
 
 
 def test_every_adapter_answers_and_the_base_model_stays_the_base_model(server):
     """All three adapters in the engine's slots, then the base model: its answer is the base model's."""
     session, experts, url, base, _ = server
     question = QUESTIONS[0]
-    body = {"messages": [{"role": "user", "content": question}], "max_tokens": MAX_TOKENS, "temperature": 0}
-    answers = {name: call(f"{url}/v1/chat/completions", {**body, "model": name})["choices"][0]["message"]["content"]
-               for name in (*SERVED, base)}
-    request = GenerationRequest(Prompt.chat(question), SamplingParams(max_new_tokens=MAX_TOKENS))
+    answers = {name: served_answer(url, name, question) for name in (*SERVED, base)}
     for name in (*SERVED, base):
-        with session.svf.using(experts.get(name)):
-            want = session.backend.generate([request], progress=False)[0].text
-        assert answers[name].strip() == want.strip(), f"{name}: server {answers[name]!r}, in place {want!r}"
+        want = in_place(session, experts.get(name), [question])[0]
+        assert answers[name] == want, f"{name}: server {answers[name]!r}, in place {want!r}"
